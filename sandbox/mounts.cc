@@ -1,0 +1,324 @@
+#include "mounts.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace pukaipu {
+
+namespace {
+
+struct FlagName {
+	const char* name;
+	bool clear;          // "rw" clears MS_RDONLY, "suid" clears MS_NOSUID, ...
+	unsigned long flag;
+};
+
+// Per-mount flags understood for every mount type.
+constexpr FlagName kFlags[] = {
+	{ "ro", false, MS_RDONLY },         { "rw", true, MS_RDONLY },
+	{ "nosuid", false, MS_NOSUID },     { "suid", true, MS_NOSUID },
+	{ "nodev", false, MS_NODEV },       { "dev", true, MS_NODEV },
+	{ "noexec", false, MS_NOEXEC },     { "exec", true, MS_NOEXEC },
+	{ "sync", false, MS_SYNCHRONOUS },  { "async", true, MS_SYNCHRONOUS },
+	{ "dirsync", false, MS_DIRSYNC },   { "noatime", false, MS_NOATIME },
+	{ "atime", true, MS_NOATIME },      { "nodiratime", false, MS_NODIRATIME },
+	{ "diratime", true, MS_NODIRATIME }, { "relatime", false, MS_RELATIME },
+	{ "norelatime", true, MS_RELATIME }, { "strictatime", false, MS_STRICTATIME },
+	{ "nostrictatime", true, MS_STRICTATIME },
+};
+
+struct PropagationName {
+	const char* name;
+	unsigned long flags;
+};
+// Shared propagation would let mounts cross between host and container: refused.
+constexpr PropagationName kPropagation[] = {
+	{ "private", MS_PRIVATE }, { "rprivate", MS_PRIVATE | MS_REC },
+	{ "slave", MS_SLAVE },     { "rslave", MS_SLAVE | MS_REC },
+};
+
+// "/proc/self/fd/N": how the child names an fd it opened safely to mount(2).
+struct FdPath {
+	char buf[32];
+	explicit FdPath(int fd) { std::snprintf(buf, sizeof(buf), "/proc/self/fd/%d", fd); }
+	const char* c_str() const { return buf; }
+};
+
+unsigned long lockedFlags(int fd)
+{
+	struct statvfs st;
+	if (fstatvfs(fd, &st) < 0)
+		return 0;
+	unsigned long f = 0;
+	if (st.f_flag & ST_RDONLY)
+		f |= MS_RDONLY;
+	if (st.f_flag & ST_NOSUID)
+		f |= MS_NOSUID;
+	if (st.f_flag & ST_NODEV)
+		f |= MS_NODEV;
+	if (st.f_flag & ST_NOEXEC)
+		f |= MS_NOEXEC;
+	if (st.f_flag & ST_NOATIME)
+		f |= MS_NOATIME;
+	if (st.f_flag & ST_NODIRATIME)
+		f |= MS_NODIRATIME;
+	if (st.f_flag & ST_RELATIME)
+		f |= MS_RELATIME;
+	return f;
+}
+
+// Creates `dest` (and missing parents) inside rootFd. Succeeds only where the
+// user may write: our own tmpfs mounts. The rootfs itself is never changed;
+// a missing mount point there is an error naming it.
+Result<UniqueFd> ensureDest(int rootFd, const char* dest, bool dir) noexcept
+{
+	auto fd = openInRoot(rootFd, dest, O_PATH);
+	if (fd || fd.error().errno_ != ENOENT)
+		return fd;
+	char buf[PATH_MAX];
+	if (std::snprintf(buf, sizeof(buf), "%s", dest) >= (int)sizeof(buf))
+		return failErrno(ENAMETOOLONG, "mount destination '%s'", dest);
+	size_t len = strlen(buf);
+	for (size_t i = 1; i <= len; i++) {
+		if (buf[i] != '/' && buf[i] != '\0')
+			continue;
+		bool leaf = i == len;
+		char saved = buf[i];
+		buf[i] = '\0';
+		auto here = openInRoot(rootFd, buf, O_PATH);
+		if (!here) {
+			if (here.error().errno_ != ENOENT)
+				return tl::unexpected(here.error());
+			char* slash = strrchr(buf, '/');
+			*slash = '\0';
+			auto parent = openInRoot(rootFd, slash == buf ? "/" : buf, O_PATH | O_DIRECTORY);
+			*slash = '/';
+			if (!parent)
+				return tl::unexpected(parent.error());
+			int r;
+			if (leaf && !dir) {
+				r = openat(parent->get(), slash + 1, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+				if (r >= 0)
+					close(r);
+			} else {
+				r = mkdirat(parent->get(), slash + 1, 0755);
+			}
+			if (r < 0 && errno != EEXIST)
+				return failErrno(errno, "create mount point '%s' in the container", buf);
+		}
+		buf[i] = saved;
+	}
+	return openInRoot(rootFd, dest, O_PATH);
+}
+
+Result<void> populateDev(int rootFd, const char* devPath) noexcept
+{
+	auto dev = openInRoot(rootFd, devPath, O_PATH | O_DIRECTORY);
+	if (!dev)
+		return tl::unexpected(dev.error());
+	for (const char* name : kDevNodes) {
+		char host[64], inside[PATH_MAX];
+		std::snprintf(host, sizeof(host), "/dev/%s", name);
+		std::snprintf(inside, sizeof(inside), "%s/%s", devPath, name);
+		int f = openat(dev->get(), name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0666);
+		if (f < 0)
+			return failErrno(errno, "create '%s'", inside);
+		close(f);
+		auto target = openInRoot(rootFd, inside, O_PATH);
+		if (!target)
+			return tl::unexpected(target.error());
+		if (mount(host, FdPath(target->get()).c_str(), nullptr, MS_BIND, nullptr) < 0)
+			return failErrno(errno, "mount '%s' on '%s'", host, inside);
+	}
+	for (const auto& l : kDevSymlinks)
+		if (symlinkat(l.target, dev->get(), l.name) < 0 && errno != EEXIST)
+			return failErrno(errno, "symlink '%s/%s'", devPath, l.name);
+	return {};
+}
+
+} // namespace
+
+Result<std::vector<MountPlan>> planMounts(const Spec& spec, std::vector<std::string>& warnings)
+{
+	std::vector<MountPlan> plan;
+	for (size_t i = 0; i < spec.mounts.size(); i++) {
+		const MountSpec& m = spec.mounts[i];
+		MountPlan p;
+		p.destination = m.destination;
+		p.type = m.type == "cgroup" ? "cgroup2" : m.type;
+		p.source = m.source.empty() ? m.type : m.source;
+		// Hardened defaults; "suid"/"dev" in the options can clear them.
+		p.flags = MS_NOSUID | MS_NODEV;
+		bool bind = m.type == "bind";
+		bool recursive = false;
+		for (size_t k = 0; k < m.options.size(); k++) {
+			const std::string& o = m.options[k];
+			if (o == "bind" || o == "rbind") {
+				if (!bind)
+					return fail("mounts[%zu].options[%zu]: '%s' on a '%s' mount", i, k, o.c_str(),
+						    m.type.c_str());
+				recursive = recursive || o == "rbind";
+				continue;
+			}
+			if (o == "shared" || o == "rshared" || o == "unbindable" || o == "runbindable")
+				return fail("mounts[%zu].options[%zu]: '%s' propagation not supported", i, k, o.c_str());
+			const FlagName* f = nullptr;
+			for (const auto& c : kFlags)
+				if (o == c.name)
+					f = &c;
+			if (f) {
+				p.flags = f->clear ? (p.flags & ~f->flag) : (p.flags | f->flag);
+				continue;
+			}
+			const PropagationName* pr = nullptr;
+			for (const auto& c : kPropagation)
+				if (o == c.name)
+					pr = &c;
+			if (pr) {
+				p.propagation = pr->flags;
+				continue;
+			}
+			if (bind)
+				return fail("mounts[%zu].options[%zu]: option '%s' not supported for bind mounts", i, k,
+					    o.c_str());
+			if (m.type == "devpts" && o.rfind("gid=", 0) == 0) {
+				char* end = nullptr;
+				unsigned long g = strtoul(o.c_str() + 4, &end, 10);
+				if (!end || *end || !mapToHost(spec.gidMappings, (uint32_t)g)) {
+					warnings.push_back("mounts[" + std::to_string(i) + "].options: '" + o +
+							   "' names a group outside the user namespace, ignoring");
+					continue;
+				}
+			}
+			if (o.find(',') != std::string::npos)
+				return fail("mounts[%zu].options[%zu]: '%s' contains a comma", i, k, o.c_str());
+			p.data += (p.data.empty() ? "" : ",") + o;
+		}
+		if (bind)
+			p.flags |= MS_BIND | (recursive ? MS_REC : 0);
+		p.populateDev = p.type == "tmpfs" && p.destination == "/dev";
+		if (p.type == "devpts" && p.data.find("newinstance") == std::string::npos)
+			p.data += std::string(p.data.empty() ? "" : ",") + "newinstance";
+		plan.push_back(std::move(p));
+	}
+	return plan;
+}
+
+Result<UniqueFd> openInRoot(int rootFd, const char* path, int flags) noexcept
+{
+	struct open_how how {};
+	how.flags = (uint64_t)(flags | O_CLOEXEC);
+	// IN_ROOT: ".." and absolute symlinks stay inside the rootfs.
+	// NO_MAGICLINKS: /proc/self/fd/N style links cannot jump out of it.
+	how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+	const char* rel = path;
+	while (*rel == '/')
+		rel++;
+	if (!*rel)
+		rel = ".";
+	int fd = (int)syscall(SYS_openat2, rootFd, rel, &how, sizeof(how));
+	if (fd < 0)
+		return failErrno(errno, "open '%s' in the container", path);
+	return UniqueFd(fd);
+}
+
+Result<void> remountReadonly(int mountFd, const char* what) noexcept
+{
+	unsigned long f = MS_BIND | MS_REMOUNT | MS_RDONLY | lockedFlags(mountFd);
+	if (mount(nullptr, FdPath(mountFd).c_str(), nullptr, f, nullptr) < 0)
+		return failErrno(errno, "remount '%s' read-only", what);
+	return {};
+}
+
+Result<void> mountInChild(int rootFd, const MountPlan& m) noexcept
+{
+	const char* dest = m.destination.c_str();
+	if (m.flags & MS_BIND) {
+		int src = open(m.source.c_str(), O_PATH | O_CLOEXEC);
+		if (src < 0)
+			return failErrno(errno, "mount '%s' on '%s'", m.source.c_str(), dest);
+		UniqueFd srcFd(src);
+		struct stat st;
+		if (fstat(src, &st) < 0)
+			return failErrno(errno, "stat '%s'", m.source.c_str());
+		auto target = ensureDest(rootFd, dest, S_ISDIR(st.st_mode));
+		if (!target)
+			return tl::unexpected(target.error());
+		if (mount(FdPath(src).c_str(), FdPath(target->get()).c_str(), nullptr, m.flags & (MS_BIND | MS_REC),
+			  nullptr) < 0)
+			return failErrno(errno, "mount '%s' on '%s'", m.source.c_str(), dest);
+		// A bind mount takes its flags only from a remount, which must keep
+		// the flags the kernel locked on the source. Reopen the destination:
+		// the old fd still names the directory *under* the new mount.
+		auto top = openInRoot(rootFd, dest, O_PATH);
+		if (!top)
+			return tl::unexpected(top.error());
+		unsigned long f = MS_BIND | MS_REMOUNT | (m.flags & ~(MS_BIND | MS_REC)) | lockedFlags(src);
+		if (mount(nullptr, FdPath(top->get()).c_str(), nullptr, f, nullptr) < 0)
+			return failErrno(errno, "remount '%s' with its options", dest);
+		if (m.propagation &&
+		    mount(nullptr, FdPath(top->get()).c_str(), nullptr, m.propagation, nullptr) < 0)
+			return failErrno(errno, "set propagation of '%s'", dest);
+		return {};
+	}
+
+	auto target = ensureDest(rootFd, dest, true);
+	if (!target)
+		return tl::unexpected(target.error());
+	if (mount(m.source.c_str(), FdPath(target->get()).c_str(), m.type.c_str(), m.flags,
+		  m.data.empty() ? nullptr : m.data.c_str()) < 0)
+		return failErrno(errno, "mount %s on '%s'", m.type.c_str(), dest);
+	if (m.propagation) {
+		auto top = openInRoot(rootFd, dest, O_PATH);
+		if (!top)
+			return tl::unexpected(top.error());
+		if (mount(nullptr, FdPath(top->get()).c_str(), nullptr, m.propagation, nullptr) < 0)
+			return failErrno(errno, "set propagation of '%s'", dest);
+	}
+	if (m.populateDev)
+		return populateDev(rootFd, dest);
+	return {};
+}
+
+Result<void> maskPathInChild(int rootFd, const std::string& path) noexcept
+{
+	auto fd = openInRoot(rootFd, path.c_str(), O_PATH);
+	if (!fd)
+		return fd.error().errno_ == ENOENT ? Result<void>() : tl::unexpected(fd.error());
+	struct stat st;
+	if (fstat(fd->get(), &st) < 0)
+		return failErrno(errno, "stat '%s'", path.c_str());
+	int r;
+	if (S_ISDIR(st.st_mode))
+		r = mount("tmpfs", FdPath(fd->get()).c_str(), "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+			  "size=4k,nr_inodes=1,mode=000");
+	else
+		r = mount("/dev/null", FdPath(fd->get()).c_str(), nullptr, MS_BIND, nullptr);
+	if (r < 0)
+		return failErrno(errno, "mask '%s'", path.c_str());
+	return {};
+}
+
+Result<void> readonlyPathInChild(int rootFd, const std::string& path) noexcept
+{
+	auto fd = openInRoot(rootFd, path.c_str(), O_PATH);
+	if (!fd)
+		return fd.error().errno_ == ENOENT ? Result<void>() : tl::unexpected(fd.error());
+	FdPath p(fd->get());
+	if (mount(p.c_str(), p.c_str(), nullptr, MS_BIND | MS_REC, nullptr) < 0)
+		return failErrno(errno, "bind '%s' for read-only", path.c_str());
+	auto top = openInRoot(rootFd, path.c_str(), O_PATH);
+	if (!top)
+		return tl::unexpected(top.error());
+	return remountReadonly(top->get(), path.c_str());
+}
+
+} // namespace pukaipu

@@ -1,0 +1,71 @@
+// mounts: the mount plan (pure, built in the parent) and its child half.
+//
+// The plan is a table so tests can read it: every spec mount becomes one
+// MountPlan with its mount(2) flags and data already split out. The child
+// executes the table before pivot_root, while host paths (bind sources, the
+// host's /dev nodes) are still reachable, resolving every destination inside
+// the rootfs with openat2(RESOLVE_IN_ROOT) so a symlink in the rootfs cannot
+// point a mount at the host.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "error.h"
+#include "spec.h"
+#include "unique_fd.h"
+
+namespace pukaipu {
+
+struct MountPlan {
+	std::string destination;
+	std::string type;   // bind, tmpfs, proc, sysfs, devpts, mqueue, cgroup2
+	std::string source;
+	unsigned long flags = 0;       // MS_NOSUID, MS_RDONLY, ... (MS_BIND|MS_REC for binds)
+	unsigned long propagation = 0; // MS_SLAVE / MS_PRIVATE (| MS_REC), 0 = inherit
+	std::string data;              // filesystem options: "mode=755,size=65536k"
+	bool populateDev = false;      // a tmpfs at /dev: fill it from kDevNodes afterwards
+};
+
+// Host device nodes bind-mounted into a tmpfs /dev (a userns cannot mknod).
+inline constexpr const char* kDevNodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
+
+struct DevSymlink {
+	const char* name;
+	const char* target;
+};
+inline constexpr DevSymlink kDevSymlinks[] = {
+	{ "fd", "/proc/self/fd" },
+	{ "stdin", "/proc/self/fd/0" },
+	{ "stdout", "/proc/self/fd/1" },
+	{ "stderr", "/proc/self/fd/2" },
+	{ "ptmx", "pts/ptmx" },
+};
+
+// Pure. Splits options into flags and data; refuses what the kernel would
+// misread or what would weaken isolation (shared propagation, unknown flags
+// for bind mounts). Options that cannot work in our user namespace (devpts
+// gid= of an unmapped group) are dropped with a warning appended to `warnings`.
+[[nodiscard]] Result<std::vector<MountPlan>> planMounts(const Spec& spec, std::vector<std::string>& warnings);
+
+// --- child half: runs after clone3 in the new mount namespace --------------
+
+// Mounts one plan entry under rootFd. rootFd is an O_PATH fd of the (bound)
+// rootfs; destinations are resolved inside it.
+[[nodiscard]] Result<void> mountInChild(int rootFd, const MountPlan& m) noexcept;
+
+// maskedPaths: a read-only empty tmpfs over directories, /dev/null over files;
+// a path that does not exist is skipped (as runc and crun do).
+[[nodiscard]] Result<void> maskPathInChild(int rootFd, const std::string& path) noexcept;
+
+// readonlyPaths: bind the path onto itself, then remount it read-only.
+[[nodiscard]] Result<void> readonlyPathInChild(int rootFd, const std::string& path) noexcept;
+
+// Remounts an existing mount (given by an fd of its root) read-only, keeping
+// the flags the kernel locked when the mount was copied into our namespace.
+[[nodiscard]] Result<void> remountReadonly(int mountFd, const char* what) noexcept;
+
+// Opens `path` inside rootFd (RESOLVE_IN_ROOT). Used by stages too.
+[[nodiscard]] Result<UniqueFd> openInRoot(int rootFd, const char* path, int flags) noexcept;
+
+} // namespace pukaipu

@@ -1,0 +1,53 @@
+// stages: the ONE place that writes down the order of a container's start.
+//
+//   prepare()  parent, unprivileged work first: validate paths, plan mounts,
+//              check AppArmor, compile seccomp — everything that allocates.
+//   run()      parent: clone3 → id maps → rlimits → release the child →
+//              supervise; child: see the numbered list in stages.cc.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "apparmor.h"
+#include "error.h"
+#include "mounts.h"
+#include "seccomp.h"
+#include "spec.h"
+
+namespace pukaipu {
+
+struct RunOptions {
+	AppArmorPolicy apparmorPolicy = AppArmorPolicy::Required;
+	std::string seccompCacheDir;  // empty: no cache
+	int preserveFds = 0;          // fds 3 .. 3+N-1 are passed to the payload
+	int graceSeconds = 10;        // SIGTERM → SIGKILL after this long
+	bool checkTrustedPaths = true;
+};
+
+struct Prepared {
+	Spec spec;
+	std::vector<MountPlan> mounts;
+	std::optional<SeccompProgram> seccomp;
+	bool applyAppArmor = false;
+	std::vector<std::string> warnings;
+};
+
+// Documented exit statuses of pukaipu-run (man pukaipu-run(8), EXIT STATUS).
+inline constexpr int kExitSetupFailed = 125; // bad spec, or a step before exec failed
+inline constexpr int kExitCannotExec = 126;  // payload found but not executable
+inline constexpr int kExitNotFound = 127;    // payload not found
+
+struct Outcome {
+	int status = 0;              // pukaipu-run's exit status
+	std::optional<Error> error;  // printed once by the launcher
+};
+
+[[nodiscard]] Result<Prepared> prepare(Spec spec, const RunOptions& opts);
+
+// Runs the container and waits for it. Never returns an Error for the
+// payload's own failure: that is just its exit status.
+[[nodiscard]] Outcome run(const Prepared& p, const RunOptions& opts);
+
+} // namespace pukaipu

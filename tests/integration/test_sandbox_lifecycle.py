@@ -1,0 +1,128 @@
+"""Exit statuses, signals, supervision, and nothing left behind."""
+import os
+import signal
+import subprocess
+import time
+import unittest
+
+import harness as h
+
+
+def start(name, args, *extra):
+    b = h.bundle(name, h.base_spec(args))
+    p = subprocess.Popen([h.RUN, "--bundle", b, "--seccomp-cache", os.path.join(h.TMP, "seccomp-cache"), *extra],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Wait until the container's PID 1 has its payload child.
+    def payload_running():
+        init = h.children_of(p.pid)
+        return init and all(h.children_of(i) for i in init)
+    h.wait_for(payload_running)
+    return p
+
+
+def container_pids(launcher_pid):
+    """Every process below the launcher (the container's PID 1 and its descendants)."""
+    seen, todo = set(), [launcher_pid]
+    while todo:
+        for c in h.children_of(todo.pop()):
+            if c not in seen:
+                seen.add(c)
+                todo.append(c)
+    return seen
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class ExitStatus(unittest.TestCase):
+    def test_exit_code_is_the_payloads(self):
+        r = h.run(h.bundle("exit7", h.base_spec(["/bin/probe", "exit", "7"])))
+        self.assertEqual(r.returncode, 7)
+
+    def test_sigkill_of_payload_gives_137(self):
+        r = h.run(h.bundle("kill9", h.base_spec(["/bin/probe", "kill-self", "9"])))
+        self.assertEqual(r.returncode, 137)
+
+    def test_pid1_cannot_be_killed_from_inside(self):
+        r = h.run(h.bundle("sigparent", h.base_spec(["/bin/probe", "signal-parent"])))
+        kv = h.keyvals(r.stdout)
+        self.assertEqual(r.returncode, 0)
+        self.assertEqual(kv.get("pid"), "2")
+
+
+class Signals(unittest.TestCase):
+    def test_sigterm_stops_the_payload(self):
+        p = start("term", ["/bin/sleep", "1000"])
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=10)
+        self.assertEqual(p.returncode, 128 + signal.SIGTERM)
+        self.assertLess(time.monotonic() - t0, 5)
+
+    def test_sigterm_ignored_means_sigkill_after_grace(self):
+        p = start("grace", ["/bin/sh", "-c", "trap '' TERM; while :; do sleep 1; done"], "--grace", "1")
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=15)
+        self.assertEqual(p.returncode, 128 + signal.SIGKILL)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.9)
+
+    def test_sighup_is_forwarded(self):
+        p = start("hup", ["/bin/sh", "-c", "trap 'exit 42' HUP; while :; do sleep 0.1; done"])
+        time.sleep(0.3)
+        p.send_signal(signal.SIGHUP)
+        p.wait(timeout=10)
+        self.assertEqual(p.returncode, 42)
+
+    def test_sigkill_of_launcher_leaves_no_container_process(self):
+        p = start("kill-launcher", ["/bin/sh", "-c", "sleep 1000 & sleep 1000 & wait"])
+        time.sleep(0.3)
+        inside = container_pids(p.pid)
+        self.assertGreaterEqual(len(inside), 3, inside)
+        p.kill()
+        p.wait(timeout=10)
+        gone = h.wait_for(lambda: not any(alive(x) for x in inside), timeout=10)
+        self.assertTrue(gone, [x for x in inside if alive(x)])
+
+    def test_orphans_are_reaped(self):
+        r = h.run(h.bundle("orphans", h.base_spec(
+            ["/bin/sh", "-c", "probe spawn-orphans 5 >/dev/null; sleep 0.6; ps -o stat,comm | grep -c '^Z' || true"])))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip().splitlines()[-1], "0")
+
+
+def snapshot():
+    with open("/proc/self/mountinfo") as f:
+        mounts = len(f.readlines())
+    ns = set()
+    for pid in h.host_pids():
+        try:
+            for n in os.listdir(f"/proc/{pid}/ns"):
+                ns.add(os.readlink(f"/proc/{pid}/ns/{n}"))
+        except (FileNotFoundError, PermissionError, ProcessLookupError):
+            pass
+    return mounts, len(ns), len(h.host_pids())
+
+
+class NoLeaks(unittest.TestCase):
+    def test_200_runs_leave_nothing_behind(self):
+        b = h.bundle("leak", h.base_spec(["/bin/probe", "exit", "0"]))
+        h.run(b)  # warm the seccomp cache
+        before = snapshot()
+        for i in range(200):
+            r = h.run(b)
+            self.assertEqual(r.returncode, 0, f"run {i}: {r.stderr}")
+        after = h.wait_for(lambda: snapshot() if snapshot()[:2] == before[:2] else None, timeout=5) or snapshot()
+        self.assertEqual(after[0], before[0], "mounts")
+        self.assertEqual(after[1], before[1], "namespaces")
+        self.assertLessEqual(after[2], before[2] + 2, "processes")
+
+
+if __name__ == "__main__":
+    h.main()
