@@ -70,7 +70,7 @@ int main(int argc, char** argv)
 	RunOptions opts;
 	auto policy = parseAppArmorPolicy(apparmor);
 	if (!policy)
-		return report(policy.error(), kExitSetupFailed);
+		return report(makeError(0, "--apparmor: %s", policy.error().what), kExitSetupFailed);
 	opts.apparmorPolicy = *policy;
 	opts.seccompCacheDir = noCache ? "" : cacheDir;
 	opts.preserveFds = preserveFds;

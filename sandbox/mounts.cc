@@ -155,8 +155,10 @@ Result<std::vector<MountPlan>> planMounts(const Spec& spec, std::vector<std::str
 		p.destination = m.destination;
 		p.type = m.type == "cgroup" ? "cgroup2" : m.type;
 		p.source = m.source.empty() ? m.type : m.source;
-		// Hardened defaults; "suid"/"dev" in the options can clear them.
-		p.flags = MS_NOSUID | MS_NODEV;
+		// Hardened defaults; "suid"/"dev" in the options can clear them. A
+		// devpts holds nothing but device nodes (the ptys): nodev would make
+		// /dev/ptmx unopenable.
+		p.flags = MS_NOSUID | (m.type == "devpts" ? 0 : MS_NODEV);
 		bool bind = m.type == "bind";
 		bool recursive = false;
 		for (size_t k = 0; k < m.options.size(); k++) {

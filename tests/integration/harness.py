@@ -44,7 +44,11 @@ def rootfs():
     with open(os.path.join(TMP, ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         want = str(os.stat(PROBE).st_mtime_ns)
-        if not (os.path.isdir(dest) and os.path.exists(stamp) and open(stamp).read() == want):
+        have = None
+        if os.path.exists(stamp):
+            with open(stamp) as f:
+                have = f.read()
+        if not (os.path.isdir(dest) and have == want):
             subprocess.run(["sh", MKROOTFS, dest, PROBE], check=True)
             with open(stamp, "w") as f:
                 f.write(want)

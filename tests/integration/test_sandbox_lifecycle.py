@@ -60,7 +60,7 @@ class Signals(unittest.TestCase):
         p = start("term", ["/bin/sleep", "1000"])
         t0 = time.monotonic()
         p.send_signal(signal.SIGTERM)
-        p.wait(timeout=10)
+        p.communicate(timeout=10)
         self.assertEqual(p.returncode, 128 + signal.SIGTERM)
         self.assertLess(time.monotonic() - t0, 5)
 
@@ -69,7 +69,7 @@ class Signals(unittest.TestCase):
         time.sleep(0.3)
         t0 = time.monotonic()
         p.send_signal(signal.SIGTERM)
-        p.wait(timeout=15)
+        p.communicate(timeout=15)
         self.assertEqual(p.returncode, 128 + signal.SIGKILL)
         self.assertGreaterEqual(time.monotonic() - t0, 0.9)
 
@@ -77,7 +77,7 @@ class Signals(unittest.TestCase):
         p = start("hup", ["/bin/sh", "-c", "trap 'exit 42' HUP; while :; do sleep 0.1; done"])
         time.sleep(0.3)
         p.send_signal(signal.SIGHUP)
-        p.wait(timeout=10)
+        p.communicate(timeout=10)
         self.assertEqual(p.returncode, 42)
 
     def test_sigkill_of_launcher_leaves_no_container_process(self):
@@ -86,7 +86,7 @@ class Signals(unittest.TestCase):
         inside = container_pids(p.pid)
         self.assertGreaterEqual(len(inside), 3, inside)
         p.kill()
-        p.wait(timeout=10)
+        p.communicate(timeout=10)
         gone = h.wait_for(lambda: not any(alive(x) for x in inside), timeout=10)
         self.assertTrue(gone, [x for x in inside if alive(x)])
 

@@ -33,6 +33,7 @@ TEST_CASE("runc's default mounts become a readable table")
 	CHECK(plan[1].flags == (MS_NOSUID | MS_NODEV | MS_STRICTATIME));
 	// devpts gid=5 names a group outside the user namespace: dropped, and said.
 	CHECK(plan[2].data == "newinstance,ptmxmode=0666,mode=0620");
+	CHECK(plan[2].flags == (MS_NOSUID | MS_NOEXEC)); // never nodev: ptys are device nodes
 	REQUIRE(w.size() == 1);
 	CHECK(w[0] == "mounts[2].options: 'gid=5' names a group outside the user namespace, ignoring");
 	CHECK(plan[5].type == "sysfs");
