@@ -14,7 +14,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "error.h"
-#include "seccomp.h"
+#include "seccomp_profile.h"
 
 namespace pukaipu {
 

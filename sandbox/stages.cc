@@ -329,7 +329,7 @@ Result<Prepared> prepare(Spec spec, const RunOptions& opts)
 		if (!prog)
 			return tl::unexpected(prog.error());
 		for (const auto& w : prog->warnings)
-			p.warnings.push_back("seccomp: " + w);
+			p.warnings.push_back(w);
 		p.seccomp = std::move(*prog);
 	}
 	if (opts.preserveFds < 0 || opts.preserveFds > 64)

@@ -13,7 +13,7 @@
 #include "apparmor.h"
 #include "error.h"
 #include "mounts.h"
-#include "seccomp.h"
+#include "seccomp_profile.h"
 #include "spec.h"
 
 namespace pukaipu {
