@@ -2,7 +2,7 @@
 // and architecture; written atomically, verified on read.
 #include "seccomp_profile.h"
 
-#include <array>
+#include <cstdio>
 #include <cerrno>
 #include <cstring>
 #include <string_view>
@@ -12,7 +12,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 #include "seccomp_tables.h"
 #include "unique_fd.h"
 
@@ -21,27 +20,26 @@ namespace pukaipu {
 using namespace seccomp_detail;
 
 // ---------------------------------------------------------------- cache
+//
+// Why no cryptographic hash: an entry stores its full key material and is
+// used only if that matches byte for byte, so a file-name collision can never
+// load another profile's filter; the checksum guards against torn writes and
+// bit rot in a directory only root can write (whoever can forge an entry
+// there is root already). Keeping OpenSSL out of pukaipu-run saves its
+// start-up (about 1 ms per container, measured with bench/startup).
 
 namespace {
 
-using Digest = std::array<unsigned char, 32>;
-
-struct MdCtxDeleter {
-	void operator()(EVP_MD_CTX* c) const noexcept { EVP_MD_CTX_free(c); }
-};
-
-Result<Digest> sha256(std::initializer_list<std::string_view> parts)
+// FNV-1a, 64 bit.
+uint64_t fnv1a(std::initializer_list<std::string_view> parts)
 {
-	std::unique_ptr<EVP_MD_CTX, MdCtxDeleter> ctx(EVP_MD_CTX_new());
-	Digest d {};
-	unsigned len = 0;
-	bool ok = ctx && EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1;
+	uint64_t h = 0xcbf29ce484222325ULL;
 	for (std::string_view part : parts)
-		ok = ok && EVP_DigestUpdate(ctx.get(), part.data(), part.size()) == 1;
-	ok = ok && EVP_DigestFinal_ex(ctx.get(), d.data(), &len) == 1 && len == d.size();
-	if (!ok)
-		return fail("seccomp cache: sha256 failed");
-	return d;
+		for (unsigned char c : part) {
+			h ^= c;
+			h *= 0x100000001b3ULL;
+		}
+	return h;
 }
 
 // Length-prefixed fields, so no two different profiles serialize alike.
@@ -68,7 +66,7 @@ void putOptional(std::string& out, std::optional<uint32_t> v)
 
 // Bump when compileSeccomp's output for the same profile changes, so old
 // cache entries stop matching.
-constexpr std::string_view kCompilerId = "pukaipu-seccomp-compiler-1";
+constexpr std::string_view kCompilerId = "pukaipu-seccomp-compiler-2";
 
 std::string cacheKeyMaterial(const SeccompProfile& p)
 {
@@ -106,21 +104,32 @@ std::string cacheKeyMaterial(const SeccompProfile& p)
 	return out;
 }
 
-// Entry: magic, format, key, instruction count, sha256 over the header so
-// far and the BPF, then the BPF. Native byte order: the native arch is part
-// of the key.
+// Entry (native byte order; the native arch is part of the key):
+//   magic[8] format:u32 checksum:u64 | keyLen:u32 key | warnLen:u32 warnings | count:u32 bpf
+// The checksum covers everything after it.
 constexpr char kMagic[8] = { 'P', 'K', 'P', 'S', 'C', 'M', 'P', '\0' };
-constexpr uint32_t kFormat = 1;
-constexpr size_t kHeaderSize = sizeof(kMagic) + 4 + 32 + 4; // before the checksum
-constexpr size_t kEntryPrefix = kHeaderSize + 32;
+constexpr uint32_t kFormat = 2;
+constexpr size_t kChecksumAt = sizeof(kMagic) + 4;
+constexpr size_t kBodyAt = kChecksumAt + 8;
 
-std::string entryHeader(const Digest& key, uint32_t count)
+void putU32(std::string& out, uint32_t v)
 {
-	std::string h(kMagic, sizeof(kMagic));
-	h.append(reinterpret_cast<const char*>(&kFormat), 4);
-	h.append(reinterpret_cast<const char*>(key.data()), key.size());
-	h.append(reinterpret_cast<const char*>(&count), 4);
-	return h;
+	out.append(reinterpret_cast<const char*>(&v), 4);
+}
+
+// Reads a u32-length-prefixed field at *pos; false if it does not fit.
+bool takeField(std::string_view data, size_t* pos, std::string_view* field)
+{
+	uint32_t len;
+	if (data.size() - *pos < 4)
+		return false;
+	std::memcpy(&len, data.data() + *pos, 4);
+	*pos += 4;
+	if (data.size() - *pos < len)
+		return false;
+	*field = data.substr(*pos, len);
+	*pos += len;
+	return true;
 }
 
 std::string_view bytesOf(const std::vector<sock_filter>& bpf)
@@ -155,9 +164,13 @@ const char* openCacheDir(const std::string& dir, UniqueFd* out)
 	return nullptr;
 }
 
-// Returns the cached BPF, or nullopt with *why set ("" when simply absent).
-std::optional<std::vector<sock_filter>> readEntry(int dirFd, const std::string& name, const Digest& key,
-						  std::string* why)
+struct CachedFilter {
+	std::vector<sock_filter> bpf;
+	std::vector<std::string> warnings;
+};
+
+// Returns the cached filter, or nullopt with *why set ("" when simply absent).
+std::optional<CachedFilter> readEntry(int dirFd, const std::string& name, std::string_view key, std::string* why)
 {
 	UniqueFd fd(::openat(dirFd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
 	if (!fd) {
@@ -165,8 +178,8 @@ std::optional<std::vector<sock_filter>> readEntry(int dirFd, const std::string& 
 		return std::nullopt;
 	}
 	struct stat st;
-	constexpr off_t kMaxEntry = kEntryPrefix + BPF_MAXINSNS * sizeof(sock_filter);
-	if (::fstat(fd.get(), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < off_t(kEntryPrefix) ||
+	constexpr off_t kMaxEntry = 1 << 22;
+	if (::fstat(fd.get(), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < off_t(kBodyAt) ||
 	    st.st_size > kMaxEntry) {
 		*why = "bad size or type";
 		return std::nullopt;
@@ -182,23 +195,45 @@ std::optional<std::vector<sock_filter>> readEntry(int dirFd, const std::string& 
 		}
 		done += size_t(n);
 	}
-	uint32_t count;
-	std::memcpy(&count, data.data() + kHeaderSize - 4, 4);
-	size_t bpfBytes = data.size() - kEntryPrefix;
-	if (count == 0 || bpfBytes != size_t(count) * sizeof(sock_filter) ||
-	    data.compare(0, kHeaderSize, entryHeader(key, count)) != 0) {
+	std::string_view v(data);
+	uint32_t format;
+	uint64_t sum;
+	std::memcpy(&format, data.data() + sizeof(kMagic), 4);
+	std::memcpy(&sum, data.data() + kChecksumAt, 8);
+	if (v.substr(0, sizeof(kMagic)) != std::string_view(kMagic, sizeof(kMagic)) || format != kFormat) {
 		*why = "bad header";
 		return std::nullopt;
 	}
-	auto sum = sha256({ std::string_view(data).substr(0, kHeaderSize),
-			    std::string_view(data).substr(kEntryPrefix) });
-	if (!sum || std::memcmp(sum->data(), data.data() + kHeaderSize, 32) != 0) {
+	if (sum != fnv1a({ v.substr(kBodyAt) })) {
 		*why = "checksum mismatch";
 		return std::nullopt;
 	}
-	std::vector<sock_filter> bpf(count);
-	std::memcpy(bpf.data(), data.data() + kEntryPrefix, bpfBytes);
-	return bpf;
+	size_t pos = kBodyAt;
+	std::string_view storedKey, warnings;
+	uint32_t count = 0;
+	if (!takeField(v, &pos, &storedKey) || !takeField(v, &pos, &warnings) || v.size() - pos < 4) {
+		*why = "bad layout";
+		return std::nullopt;
+	}
+	if (storedKey != key) {
+		*why = "key mismatch";
+		return std::nullopt;
+	}
+	std::memcpy(&count, data.data() + pos, 4);
+	pos += 4;
+	if (count == 0 || count > BPF_MAXINSNS || v.size() - pos != size_t(count) * sizeof(sock_filter)) {
+		*why = "bad instruction count";
+		return std::nullopt;
+	}
+	CachedFilter out;
+	out.bpf.resize(count);
+	std::memcpy(out.bpf.data(), data.data() + pos, v.size() - pos);
+	for (size_t at = 0; at < warnings.size();) {
+		size_t nl = warnings.find('\n', at);
+		out.warnings.emplace_back(warnings.substr(at, nl - at));
+		at = nl == std::string_view::npos ? warnings.size() : nl + 1;
+	}
+	return out;
 }
 
 bool writeAll(int fd, std::string_view s)
@@ -217,12 +252,22 @@ bool writeAll(int fd, std::string_view s)
 // mkstemp's contract, relative to the checked directory fd: write a fresh
 // file, fsync it, rename it over the entry, so a reader sees the old entry
 // or the complete new one, never a half-written one.
-const char* writeEntry(int dirFd, const std::string& name, const Digest& key, const std::vector<sock_filter>& bpf)
+const char* writeEntry(int dirFd, const std::string& name, std::string_view key, const SeccompProgram& prog)
 {
-	std::string header = entryHeader(key, static_cast<uint32_t>(bpf.size()));
-	auto sum = sha256({ header, bytesOf(bpf) });
-	if (!sum)
-		return "sha256 failed";
+	std::string body;
+	putU32(body, static_cast<uint32_t>(key.size()));
+	body += key;
+	std::string warnings;
+	for (const auto& w : prog.warnings)
+		warnings += (warnings.empty() ? "" : "\n") + w;
+	putU32(body, static_cast<uint32_t>(warnings.size()));
+	body += warnings;
+	putU32(body, static_cast<uint32_t>(prog.bpf.size()));
+	body += bytesOf(prog.bpf);
+	uint64_t sum = fnv1a({ body });
+	std::string header(kMagic, sizeof(kMagic));
+	putU32(header, kFormat);
+	header.append(reinterpret_cast<const char*>(&sum), 8);
 	std::string tmp;
 	UniqueFd fd;
 	for (int attempt = 0; attempt < 16 && !fd; attempt++) {
@@ -238,9 +283,7 @@ const char* writeEntry(int dirFd, const std::string& name, const Digest& key, co
 	}
 	if (!fd)
 		return "cannot create a temporary file";
-	bool ok = writeAll(fd.get(), header) &&
-		  writeAll(fd.get(), std::string_view(reinterpret_cast<const char*>(sum->data()), sum->size())) &&
-		  writeAll(fd.get(), bytesOf(bpf)) && ::fsync(fd.get()) == 0;
+	bool ok = writeAll(fd.get(), header) && writeAll(fd.get(), body) && ::fsync(fd.get()) == 0;
 	fd.reset();
 	if (!ok || ::renameat(dirFd, tmp.c_str(), dirFd, name.c_str()) < 0) {
 		(void)::unlinkat(dirFd, tmp.c_str(), 0);
@@ -266,32 +309,26 @@ Result<SeccompProgram> loadOrCompileSeccomp(const SeccompProfile& p, const std::
 		return prog;
 	}
 	std::string material = cacheKeyMaterial(p);
-	auto key = sha256({ material });
-	if (!key)
-		return tl::unexpected(key.error());
-	std::string name;
-	for (unsigned char c : *key) {
-		name += "0123456789abcdef"[c >> 4];
-		name += "0123456789abcdef"[c & 15];
-	}
-	name += ".bpf";
+	char name[32];
+	std::snprintf(name, sizeof(name), "%016llx.bpf", (unsigned long long)fnv1a({ material }));
 	std::string why;
-	if (auto bpf = readEntry(dir.get(), name, *key, &why)) {
+	if (auto hit = readEntry(dir.get(), name, material, &why)) {
 		auto flags = filterFlags(p);
 		if (!flags)
 			return tl::unexpected(flags.error());
 		SeccompProgram prog;
-		prog.bpf = std::move(*bpf);
+		prog.bpf = std::move(hit->bpf);
 		prog.flags = *flags;
-		prog.warnings = unknownSyscallWarnings(p);
+		prog.warnings = std::move(hit->warnings); // computed when the entry was written
 		return prog;
 	}
 	auto prog = compileSeccomp(p);
 	if (!prog)
 		return prog;
+	const char* werr = writeEntry(dir.get(), name, material, *prog);
 	if (!why.empty())
 		prog->warnings.push_back(prefix + "entry " + name + " was unusable (" + why + "), rebuilt it");
-	if (const char* werr = writeEntry(dir.get(), name, *key, prog->bpf))
+	if (werr)
 		prog->warnings.push_back(prefix + werr + ", ignoring");
 	return prog;
 }

@@ -172,6 +172,11 @@ Result<std::vector<sock_filter>> buildFilter(uint32_t defaultAction, const std::
 	// action and be judged by the wrong syscall table.
 	if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS); rc < 0)
 		return failErrno(-rc, "seccomp: set the bad-architecture action");
+	// A binary tree of syscall numbers instead of a linear list: a profile
+	// of ~300 allowed syscalls costs a handful of comparisons per syscall
+	// instead of up to a few hundred (libseccomp >= 2.5).
+	if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_OPTIMIZE, 2); rc < 0)
+		return failErrno(-rc, "seccomp: enable the binary-tree optimization");
 	for (uint32_t arch : arches)
 		if (int rc = seccomp_arch_add(ctx.get(), arch); rc < 0 && rc != -EEXIST)
 			return failErrno(-rc, "seccomp: add architecture 0x%x", arch);
