@@ -1,0 +1,45 @@
+// json_fields: typed accessors for strict JSON parsing. Every error names
+// the JSON path of the offending field ("process.rlimits[0].soft: expected a
+// non-negative integer"). Used by the OCI spec, seccomp profiles and
+// pukaipu's own configuration files.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "error.h"
+
+namespace pukaipu::jsonf {
+
+using json = nlohmann::json;
+
+// Fails on any key of object `j` not in `allowed` (or if `j` is not an object).
+[[nodiscard]] Result<void> onlyKeys(const json& j, const std::string& path, std::initializer_list<const char*> allowed);
+// "a.b" / "a[3]": JSON paths for messages.
+[[nodiscard]] std::string sub(const std::string& path, const char* key);
+[[nodiscard]] std::string idx(const std::string& path, size_t i);
+[[nodiscard]] Result<std::string> getString(const json& j, const std::string& path);
+[[nodiscard]] Result<bool> getBool(const json& j, const std::string& path);
+[[nodiscard]] Result<uint64_t> getU64(const json& j, const std::string& path);
+[[nodiscard]] Result<uint32_t> getU32(const json& j, const std::string& path);
+[[nodiscard]] Result<std::vector<std::string>> getStrings(const json& j, const std::string& path);
+// Reads a whole JSON file; errors name the file (exceptions stop here).
+[[nodiscard]] Result<json> readFile(const std::string& path);
+
+} // namespace pukaipu::jsonf
+
+// Early return of a Result's error: TRY(v, expr) declares v; TRYV(expr) for Result<void>.
+#define TRY(var, expr) \
+	auto var = (expr); \
+	if (!var) \
+	return tl::unexpected(var.error())
+#define TRYV(expr) \
+	do { \
+		auto r_ = (expr); \
+		if (!r_) \
+			return tl::unexpected(r_.error()); \
+	} while (0)
