@@ -3,7 +3,7 @@
 #
 # Build the tiny rootfs the integration tests run containers from:
 #   /bin/busybox (static) + a symlink per applet, /bin/probe,
-#   /sbin, /usr/bin, /usr/sbin -> bin, proc sys dev run data home root,
+#   /sbin, /usr/bin, /usr/sbin -> bin, proc sys dev run data data/home home root,
 #   /tmp (1777), minimal /etc/{passwd,group,hostname,hosts}.
 # Everything is owned by root:root and not group/other-writable (except
 # /tmp), because pukaipu-run refuses a rootfs writable by non-root users.
@@ -64,7 +64,7 @@ rm -rf -- "$tmp"
 umask 022
 mkdir -m 0755 -- "$tmp"
 
-for d in bin etc proc sys dev run data home usr; do
+for d in bin etc proc sys dev run data data/home home usr; do
 	mkdir -m 0755 -- "$tmp/$d"
 done
 mkdir -m 0700 -- "$tmp/root"

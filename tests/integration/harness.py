@@ -6,6 +6,7 @@ probe inside, and check from inside what must and must NOT be possible.
 Exit status follows meson: 0 pass, 1 fail, 77 skip (always printed with why).
 """
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -43,7 +44,8 @@ def rootfs():
     stamp = os.path.join(TMP, "rootfs.stamp")
     with open(os.path.join(TMP, ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        want = str(os.stat(PROBE).st_mtime_ns)
+        with open(MKROOTFS, "rb") as f:
+            want = str(os.stat(PROBE).st_mtime_ns) + ":" + hashlib.sha256(f.read()).hexdigest()
         have = None
         if os.path.exists(stamp):
             with open(stamp) as f:

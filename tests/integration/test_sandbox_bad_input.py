@@ -120,6 +120,11 @@ class BadInput(unittest.TestCase):
             {"destination": "/data/home", "type": "bind", "source": "/nonexistent-home", "options": ["rbind"]}))
         self.expect_error(d, "mount '/nonexistent-home' on '/data/home': No such file or directory")
 
+    def test_rlimit_above_what_the_kernel_allows(self):
+        d = self.spec_bundle("rlimit-huge", lambda s: s["process"].__setitem__(
+            "rlimits", [{"type": "RLIMIT_NOFILE", "soft": 1 << 30, "hard": 1 << 30}]))
+        self.expect_error(d, "set RLIMIT_NOFILE to 1073741824/1073741824: Operation not permitted")
+
     def test_bad_seccomp_profile(self):
         d = self.spec_bundle("badseccomp", lambda s: s["linux"]["seccomp"].__setitem__("defaultAction", "NOPE"))
         self.expect_error(d, "linux.seccomp.defaultAction")

@@ -35,6 +35,14 @@ class Inside(unittest.TestCase):
         self.assertEqual(self.kv["pid"], "2")
         self.assertEqual(self.kv["procs"], "2")  # the reaper and the probe
 
+    def test_rlimits_are_applied(self):
+        spec = h.base_spec(["/bin/sh", "-c", "ulimit -n; ulimit -Hn; ulimit -c"])
+        spec["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1024},
+                                      {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}]
+        res = h.run(h.bundle("rlimits", spec))
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertEqual(res.stdout.split(), ["512", "1024", "0"])
+
     def test_hostname(self):
         self.assertEqual(self.kv["hostname"], "pukaipu-test")
 

@@ -1,0 +1,165 @@
+#include "atomic_file.h"
+
+#include <cerrno>
+#include <fcntl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sandbox/unique_fd.h"
+
+namespace pukaipu {
+
+namespace {
+
+Result<std::string> randomTempName(const std::string& name)
+{
+	unsigned char b[8];
+	std::size_t got = 0;
+	while (got < sizeof(b)) {
+		ssize_t n = getrandom(b + got, sizeof(b) - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return failErrno(errno, "getrandom");
+		got += static_cast<std::size_t>(n);
+	}
+	static const char hex[] = "0123456789abcdef";
+	std::string t = "." + name + ".tmp-";
+	for (unsigned char c : b) {
+		t += hex[c >> 4];
+		t += hex[c & 15];
+	}
+	return t;
+}
+
+Result<void> writeAll(int fd, std::string_view data, const char* what)
+{
+	while (!data.empty()) {
+		ssize_t n = ::write(fd, data.data(), data.size());
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return failErrno(errno, "write '%s'", what);
+		if (n == 0)
+			return fail("write '%s': wrote nothing", what);
+		data.remove_prefix(static_cast<std::size_t>(n));
+	}
+	return {};
+}
+
+// Steps 3-4 on the created temp file; the caller unlinks it on failure.
+Result<void> fillTemp(UniqueFd fd, std::string_view data, mode_t mode, FileOwner owner, const char* what)
+{
+	if ((owner.uid != static_cast<uid_t>(-1) || owner.gid != static_cast<gid_t>(-1))
+		&& ::fchown(fd.get(), owner.uid, owner.gid) < 0)
+		return failErrno(errno, "fchown '%s'", what);
+	// After fchown: changing the owner may clear mode bits.
+	if (::fchmod(fd.get(), mode) < 0)
+		return failErrno(errno, "fchmod '%s'", what);
+	if (auto r = writeAll(fd.get(), data, what); !r)
+		return r;
+	if (::fsync(fd.get()) < 0)
+		return failErrno(errno, "fsync '%s'", what);
+	int raw = fd.release();
+	if (::close(raw) < 0 && errno != EINTR)
+		return failErrno(errno, "close '%s'", what);
+	return {};
+}
+
+bool plainName(const std::string& n)
+{
+	return !n.empty() && n != "." && n != ".." && n.find('/') == std::string::npos;
+}
+
+} // namespace
+
+Result<void> writeFileAtomicAt(int dirFd, const std::string& name, std::string_view data, mode_t mode, FileOwner owner,
+	const char* tempName)
+{
+	if (!plainName(name))
+		return fail("write '%s': not a plain file name", name.c_str());
+	if (mode & ~07777)
+		return fail("write '%s': bad mode %o", name.c_str(), static_cast<unsigned>(mode));
+	const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
+	const mode_t createMode = mode & 0600; // never wider than the final mode, even for a moment
+
+	std::string tmp;
+	UniqueFd fd;
+	for (int attempt = 0; !fd && attempt < 8; attempt++) {
+		if (tempName) {
+			tmp = tempName;
+			if (!plainName(tmp))
+				return fail("write '%s': bad temp name '%s'", name.c_str(), tempName);
+		} else {
+			auto t = randomTempName(name);
+			if (!t)
+				return tl::unexpected(t.error());
+			tmp = std::move(*t);
+		}
+		fd = UniqueFd(::openat(dirFd, tmp.c_str(), flags, createMode));
+		// EEXIST: something is already there (maybe a planted symlink). Never
+		// reuse or remove it; with a random name try another, else give up.
+		if (!fd && (errno != EEXIST || tempName))
+			return failErrno(errno, "create temp file '%s' for '%s'", tmp.c_str(), name.c_str());
+	}
+	if (!fd)
+		return failErrno(EEXIST, "create temp file for '%s'", name.c_str());
+
+	auto r = fillTemp(std::move(fd), data, mode, owner, tmp.c_str());
+	if (r && ::renameat(dirFd, tmp.c_str(), dirFd, name.c_str()) < 0)
+		r = failErrno(errno, "rename '%s' to '%s'", tmp.c_str(), name.c_str());
+	if (!r) {
+		(void)::unlinkat(dirFd, tmp.c_str(), 0); // ours: created with O_EXCL above
+		return r;
+	}
+	// The new file is in place; make the rename itself durable.
+	if (::fsync(dirFd) < 0)
+		return failErrno(errno, "fsync directory of '%s'", name.c_str());
+	return {};
+}
+
+Result<void> writeFileAtomic(const std::string& path, std::string_view data, mode_t mode, FileOwner owner)
+{
+	std::size_t slash = path.rfind('/');
+	std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+	std::string name = slash == std::string::npos ? path : path.substr(slash + 1);
+	if (!plainName(name))
+		return fail("write '%s': not a file path", path.c_str());
+	UniqueFd dirFd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+	if (!dirFd)
+		return failErrno(errno, "open directory '%s'", dir.c_str());
+	auto r = writeFileAtomicAt(dirFd.get(), name, data, mode, owner);
+	if (!r)
+		return tl::unexpected(makeError(r.error().errno_, "%s in '%s'", r.error().what, dir.c_str()));
+	return {};
+}
+
+Result<std::string> readFileLimited(const std::string& path, std::size_t maxBytes)
+{
+	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+	if (!fd)
+		return failErrno(errno, "open '%s'", path.c_str());
+	struct stat st {};
+	if (::fstat(fd.get(), &st) < 0)
+		return failErrno(errno, "stat '%s'", path.c_str());
+	if (!S_ISREG(st.st_mode))
+		return fail("'%s' is not a regular file", path.c_str());
+	std::string out;
+	char buf[8192];
+	while (true) {
+		ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return failErrno(errno, "read '%s'", path.c_str());
+		if (n == 0)
+			break;
+		out.append(buf, static_cast<std::size_t>(n));
+		if (out.size() > maxBytes)
+			return fail("'%s' is larger than %zu bytes", path.c_str(), maxBytes);
+	}
+	return out;
+}
+
+} // namespace pukaipu

@@ -1,0 +1,218 @@
+#include "instance.h"
+
+#include <cerrno>
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "certs/atomic_file.h"
+#include "sandbox/json_fields.h"
+
+namespace pukaipu {
+
+using json = nlohmann::json;
+
+RuntimePaths RuntimePaths::forUser(const Paths& p, const std::string& user)
+{
+	RuntimePaths r;
+	r.dir = p.runDir + "/" + user;
+	r.passwd = r.dir + "/passwd";
+	r.group = r.dir + "/group";
+	r.tls = r.dir + "/tls";
+	return r;
+}
+
+Result<UserInfo> checkInstanceUser(const GlobalConfig& g, const InstanceConfig& inst)
+{
+	struct passwd pw, *res = nullptr;
+	char buf[4096];
+	int rc = getpwnam_r(inst.user.c_str(), &pw, buf, sizeof(buf), &res);
+	if (rc != 0 || !res)
+		return failErrno(rc, "user '%s': not found on this host", inst.user.c_str());
+	UserInfo u { pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir, pw.pw_gecos ? pw.pw_gecos : "" };
+	if (u.uid != inst.uid || u.gid != inst.gid)
+		return fail("user '%s': uid/gid %u/%u on this host, but the instance was created for %u/%u",
+			    u.name.c_str(), u.uid, u.gid, inst.uid, inst.gid);
+	if (!g.uids.contains(u.uid))
+		return fail("user '%s': uid %u is outside the configured range %u-%u", u.name.c_str(), u.uid,
+			    g.uids.first, g.uids.last);
+	struct stat st;
+	// lstat: the home itself must be a directory, not a symlink to one.
+	if (lstat(u.home.c_str(), &st) < 0)
+		return failErrno(errno, "home of '%s' ('%s')", u.name.c_str(), u.home.c_str());
+	if (!S_ISDIR(st.st_mode) || st.st_uid != u.uid)
+		return fail("home of '%s' ('%s') must be a directory owned by uid %u", u.name.c_str(), u.home.c_str(),
+			    u.uid);
+	return u;
+}
+
+Result<json> composeSpec(const GlobalConfig& g, const InstanceConfig& inst, const UserInfo& u, const RuntimePaths& rt,
+			 SessionKind kind, const std::string& term)
+{
+	const std::string uid = std::to_string(u.uid);
+	const std::string runUser = "/run/user/" + uid;
+	json env = json::array({
+		"PATH=/usr/local/bin:/usr/bin:/bin",
+		"HOME=" + std::string(kContainerHome),
+		"USER=" + u.name,
+		"LOGNAME=" + u.name,
+		"LANG=C.UTF-8",
+		"XDG_RUNTIME_DIR=" + runUser,
+		"XDG_CONFIG_HOME=" + std::string(kContainerHome) + "/.config",
+		"XDG_CACHE_HOME=" + std::string(kContainerHome) + "/.cache",
+		"PUKAIPU_INSTANCE=" + u.name,
+		"PUKAIPU_FQDN=" + inst.fqdn,
+		"PUKAIPU_TLS_DIR=" + std::string(kContainerTls),
+	});
+	json args;
+	if (kind == SessionKind::Desktop) {
+		args = g.sessionCommand;
+		// The listening socket is fd 3. The payload is always PID 2 in its
+		// PID namespace (PID 1 is pukaipu-run's reaper), and xpra accepts
+		// socket activation only when LISTEN_PID is its own PID.
+		env.push_back("LISTEN_FDS=1");
+		env.push_back("LISTEN_PID=2");
+		env.push_back("XPRA_SD_SOCKET_TYPE=ssl");
+	} else {
+		args = g.shellCommand;
+		env.push_back("TERM=" + (term.empty() ? std::string("xterm-256color") : term));
+		env.push_back("SHELL=" + g.shellCommand[0]);
+	}
+
+	auto tmpfs = [](const std::string& dest, const std::string& opts) {
+		json o = json::array({ "nosuid", "nodev" });
+		for (size_t a = 0, b; a < opts.size(); a = b + 1) {
+			b = opts.find(',', a);
+			if (b == std::string::npos)
+				b = opts.size();
+			o.push_back(opts.substr(a, b - a));
+		}
+		return json { { "destination", dest }, { "type", "tmpfs" }, { "source", "tmpfs" }, { "options", o } };
+	};
+	auto bind = [](const std::string& src, const std::string& dest, bool ro) {
+		return json { { "destination", dest },
+			      { "type", "bind" },
+			      { "source", src },
+			      { "options", json::array({ "rbind", ro ? "ro" : "rw", "nosuid", "nodev" }) } };
+	};
+
+	// Order matters: a mount point must exist before something is mounted
+	// on it, and tmpfs mounts come before what is mounted inside them.
+	json mounts = json::array({
+		{ { "destination", "/proc" }, { "type", "proc" }, { "source", "proc" },
+		  { "options", { "nosuid", "nodev", "noexec" } } },
+		tmpfs("/dev", "noexec,strictatime,mode=755,size=64k"),
+		{ { "destination", "/dev/pts" }, { "type", "devpts" }, { "source", "devpts" },
+		  { "options", { "nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620" } } },
+		tmpfs("/dev/shm", "noexec,mode=1777,size=" + g.shmSize),
+		{ { "destination", "/dev/mqueue" }, { "type", "mqueue" }, { "source", "mqueue" },
+		  { "options", { "nosuid", "nodev", "noexec" } } },
+		{ { "destination", "/sys" }, { "type", "sysfs" }, { "source", "sysfs" },
+		  { "options", { "nosuid", "nodev", "noexec", "ro" } } },
+		tmpfs("/tmp", "mode=1777"),
+		// Xvfb as a user cannot create /tmp/.X11-unix; without it, X listens
+		// only on the abstract socket, reachable from the whole netns.
+		tmpfs("/tmp/.X11-unix", "mode=1777,size=1m"),
+		tmpfs("/run", "noexec,mode=755,size=16m"),
+		tmpfs(runUser, "mode=700"),
+		bind(u.home, kContainerHome, false),
+		bind(rt.passwd, "/etc/passwd", true),
+		bind(rt.group, "/etc/group", true),
+		bind(rt.tls, kContainerTls, true),
+	});
+
+	json spec = {
+		{ "ociVersion", "1.0.2" },
+		{ "process",
+		  {
+			  { "terminal", kind == SessionKind::Shell },
+			  { "user", { { "uid", u.uid }, { "gid", u.gid } } },
+			  { "args", args },
+			  { "env", env },
+			  { "cwd", kContainerHome },
+			  // No core dumps into the home. Other limits (LimitNOFILE=,
+			  // MemoryMax=, TasksMax=) come from the systemd unit.
+			  { "rlimits", json::array({ { { "type", "RLIMIT_CORE" }, { "soft", 0 }, { "hard", 0 } } }) },
+			  { "noNewPrivileges", true },
+		  } },
+		{ "root", { { "path", g.rootfs }, { "readonly", true } } },
+		{ "hostname", "pukaipu-" + u.name },
+		{ "mounts", mounts },
+		{ "linux",
+		  {
+			  { "namespaces", json::array({ { { "type", "user" } }, { { "type", "mount" } }, { { "type", "pid" } },
+							{ { "type", "ipc" } }, { { "type", "uts" } },
+							{ { "type", "network" } }, { { "type", "cgroup" } } }) },
+			  { "uidMappings", json::array({ { { "containerID", u.uid }, { "hostID", u.uid }, { "size", 1 } } }) },
+			  { "gidMappings", json::array({ { { "containerID", u.gid }, { "hostID", u.gid }, { "size", 1 } } }) },
+			  { "maskedPaths",
+			    { "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+			      "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+			      "/sys/kernel/debug", "/sys/kernel/security" } },
+			  { "readonlyPaths", { "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger" } },
+		  } },
+	};
+	if (!g.apparmorProfile.empty())
+		spec["process"]["apparmorProfile"] = g.apparmorProfile;
+	if (!g.seccompProfile.empty()) {
+		auto profile = jsonf::readFile(g.seccompProfile);
+		if (!profile)
+			return fail("seccompProfile: %s", profile.error().message().c_str());
+		spec["linux"]["seccomp"] = *profile;
+	}
+	return spec;
+}
+
+namespace {
+
+std::string passwdFile(const UserInfo& u)
+{
+	// Only what the session needs: root (for tools that look it up), the
+	// user with HOME=/data/home, and nobody (what unmapped ids show as).
+	return "root:x:0:0:root:/root:/usr/sbin/nologin\n" + u.name + ":x:" + std::to_string(u.uid) + ":" +
+	       std::to_string(u.gid) + ":" + u.gecos + ":" + kContainerHome +
+	       ":/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+}
+
+std::string groupFile(const UserInfo& u)
+{
+	return "root:x:0:\n" + u.name + ":x:" + std::to_string(u.gid) + ":\nnogroup:x:65534:\n";
+}
+
+Result<void> ensureDir(const std::string& path, mode_t mode)
+{
+	if (mkdir(path.c_str(), mode) < 0 && errno != EEXIST)
+		return failErrno(errno, "create '%s'", path.c_str());
+	struct stat st;
+	if (lstat(path.c_str(), &st) < 0)
+		return failErrno(errno, "stat '%s'", path.c_str());
+	if (!S_ISDIR(st.st_mode) || st.st_uid != 0)
+		return fail("'%s' must be a directory owned by root", path.c_str());
+	if ((st.st_mode & 07777) != mode && chmod(path.c_str(), mode) < 0)
+		return failErrno(errno, "chmod '%s'", path.c_str());
+	return {};
+}
+
+} // namespace
+
+Result<void> writeRuntimeFiles(const Paths& p, const InstanceConfig& inst, const UserInfo& u, const RuntimePaths& rt)
+{
+	TRYV(ensureDir(p.runDir, 0755));
+	TRYV(ensureDir(rt.dir, 0755));
+	TRYV(ensureDir(rt.tls, 0755));
+	TRYV(writeFileAtomic(rt.passwd, passwdFile(u), 0644));
+	TRYV(writeFileAtomic(rt.group, groupFile(u), 0644));
+	const std::string certs = p.instanceDir(inst.user) + "/certs";
+	TRY(crt, readFileLimited(certs + "/server.crt"));
+	TRY(key, readFileLimited(certs + "/server.key"));
+	TRY(ca, readFileLimited(certs + "/client-ca.crt"));
+	TRYV(writeFileAtomic(rt.tls + "/server.crt", *crt, 0644));
+	TRYV(writeFileAtomic(rt.tls + "/client-ca.crt", *ca, 0644));
+	// Inside, xpra runs as the user and must read its key; the host copy in
+	// the state directory stays root-only.
+	TRYV(writeFileAtomic(rt.tls + "/server.key", *key, 0400, FileOwner { u.uid, u.gid }));
+	return {};
+}
+
+} // namespace pukaipu

@@ -1,0 +1,208 @@
+// pukaipu: provisions and inspects instances. `pukaipu-run USER` runs them.
+//
+//   pukaipu create USER --fqdn HOST [--port N] [--uid N] [--extra-name NAME]...
+//   pukaipu list [--json] | show USER [--json] | remove USER [--purge-home]
+//   pukaipu cert renew USER
+#include <cstdio>
+#include <ctime>
+#include <string>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "build_config.h"
+#include "certs/atomic_file.h"
+#include "certs/certs.h"
+#include "config.h"
+#include "provision.h"
+
+using namespace pukaipu;
+using json = nlohmann::json;
+
+namespace {
+
+int report(const Error& e)
+{
+	std::fprintf(stderr, "pukaipu: %s\n", e.message().c_str());
+	return 1;
+}
+
+bool running(const Paths& p, const std::string& user)
+{
+	// pukaipu-run keeps /run/pukaipu/USER/pid while the instance runs.
+	auto pid = readFileLimited(p.runDir + "/" + user + "/pid", 64);
+	if (!pid)
+		return false;
+	std::string exe = "/proc/" + std::to_string(std::atoi(pid->c_str())) + "/exe";
+	char buf[4096];
+	ssize_t n = readlink(exe.c_str(), buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	std::string target(buf);
+	return target.size() >= 11 && target.compare(target.size() - 11, 11, "pukaipu-run") == 0;
+}
+
+json describe(const Paths& p, const InstanceConfig& i)
+{
+	json j = toJson(i);
+	j["state"] = running(p, i.user) ? "running" : "stopped";
+	const std::string certDir = p.instanceDir(i.user) + "/certs";
+	for (const char* which : { "client", "server" }) {
+		auto pem = readFileLimited(certDir + "/" + which + ".crt");
+		if (!pem)
+			continue;
+		auto info = certs::inspect(*pem);
+		if (info)
+			j[std::string(which) + "CertExpires"] = certs::formatTime(info->notAfter);
+	}
+	j["clientP12"] = certDir + "/client.p12";
+	return j;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+	CLI::App app { "pukaipu: create and manage per-user remote browser desktops (instances).\n"
+		       "Each instance is a Unix user with an Xpra desktop served over TLS that only that\n"
+		       "user's client certificate opens. Start one with: systemctl start pukaipu@USER\n"
+		       "(or run pukaipu-run USER). See pukaipu(8).\n" };
+	app.name("pukaipu");
+	app.require_subcommand(1);
+	Paths paths = Paths::fromEnvironment();
+	app.add_option("--config", paths.configFile, "global configuration (env PUKAIPU_CONFIG)")->capture_default_str();
+	app.add_option("--state-dir", paths.stateDir, "instances and certificates (env PUKAIPU_STATE_DIR)")
+		->capture_default_str();
+	app.add_flag_callback("--version", [] {
+		std::printf("pukaipu %s\n", PUKAIPU_VERSION);
+		std::exit(0);
+	}, "print the version and exit");
+
+	CreateRequest req;
+	int port = 0;
+	long long uid = -1;
+	auto* create = app.add_subcommand("create", "create an instance (idempotent: an existing one is left as it is)");
+	create->add_option("USER", req.user, "user name (created if missing, with a uid from the range)")->required();
+	create->add_option("--fqdn", req.fqdn, "host name users open in the browser (in the server certificate)")
+		->required();
+	create->add_option("--port", port, "TLS port (default: the lowest free one in the range)");
+	create->add_option("--uid", uid, "uid for a new user (default: the lowest free one in the range)");
+	create->add_option("--extra-name", req.extraNames, "another DNS name or IP address for the server certificate");
+	create->add_option("--server-cert", req.serverCertFile, "an externally issued server certificate (PEM, leaf first)");
+	create->add_option("--server-key", req.serverKeyFile, "its private key (PEM)");
+	create->add_option("--network", req.network, "egress (default) or none")->check(CLI::IsMember({ "egress", "none" }));
+
+	bool asJson = false, purge = false;
+	std::string user;
+	auto* list = app.add_subcommand("list", "list instances: user, uid, port, state, certificate expiry");
+	list->add_flag("--json", asJson, "machine-readable output");
+	auto* show = app.add_subcommand("show", "show one instance");
+	show->add_option("USER", user)->required();
+	show->add_flag("--json", asJson, "machine-readable output");
+	auto* remove = app.add_subcommand("remove", "remove an instance (its home stays unless --purge-home)");
+	remove->add_option("USER", user)->required();
+	remove->add_flag("--purge-home", purge, "also delete the home and the user (only users pukaipu created)");
+	auto* cert = app.add_subcommand("cert", "certificates");
+	cert->require_subcommand(1);
+	auto* renew = cert->add_subcommand("renew", "new client CA, certificate and passphrase; older certificates stop working at the next start");
+	renew->add_option("USER", user)->required();
+
+	try {
+		app.parse(argc, argv);
+	} catch (const CLI::ParseError& e) {
+		if (e.get_exit_code() == 0)
+			return app.exit(e);
+		std::fprintf(stderr, "pukaipu: %s (see --help)\n", e.what());
+		return 2;
+	}
+
+	auto global = loadGlobalConfig(paths);
+	if (!global)
+		return report(global.error());
+	bool mutating = create->parsed() || remove->parsed() || renew->parsed();
+	if (mutating && geteuid() != 0)
+		return report(makeError(0, "must run as root"));
+
+	if (create->parsed()) {
+		if (port < 0 || port > 65535)
+			return report(makeError(0, "--port %d: not a port", port));
+		if (port)
+			req.port = (uint16_t)port;
+		if (uid >= 0) {
+			if (uid > 0xfffffffe)
+				return report(makeError(0, "--uid %lld: not a uid", uid));
+			req.uid = (uint32_t)uid;
+		} else if (uid != -1) {
+			return report(makeError(0, "--uid %lld: not a uid", uid));
+		}
+		auto r = createInstance(paths, *global, req);
+		if (!r)
+			return report(r.error());
+		if (!r->created) {
+			std::printf("instance '%s' exists (uid %u, port %u); nothing changed\n", r->instance.user.c_str(),
+				    r->instance.uid, r->instance.port);
+			return 0;
+		}
+		std::printf("created instance '%s': uid %u, port %u\n", r->instance.user.c_str(), r->instance.uid,
+			    r->instance.port);
+		std::printf("client certificate: %s\n", r->p12Path.c_str());
+		std::printf("passphrase (shown once, never stored): %s\n", r->passphrase.c_str());
+		std::printf("start it with: systemctl enable --now pukaipu@%s.socket   (or: pukaipu-run %s)\n",
+			    r->instance.user.c_str(), r->instance.user.c_str());
+		return 0;
+	}
+	if (renew->parsed()) {
+		auto r = renewClientCert(paths, *global, user);
+		if (!r)
+			return report(r.error());
+		std::printf("renewed the client certificate of '%s': %s\n", user.c_str(), r->p12Path.c_str());
+		std::printf("passphrase (shown once, never stored): %s\n", r->passphrase.c_str());
+		std::printf("older certificates of '%s' are refused from the instance's next start%s\n", user.c_str(),
+			    running(paths, user) ? " (it is running now: restart it)" : "");
+		return 0;
+	}
+	if (remove->parsed()) {
+		if (running(paths, user))
+			return report(makeError(0, "instance '%s' is running; stop it first (systemctl stop pukaipu@%s)",
+						user.c_str(), user.c_str()));
+		auto r = removeInstance(paths, user, purge);
+		if (!r)
+			return report(r.error());
+		std::printf("removed instance '%s'%s\n", user.c_str(), purge ? " and its home" : " (home kept)");
+		return 0;
+	}
+	if (show->parsed()) {
+		auto inst = loadInstanceConfig(paths, user);
+		if (!inst)
+			return report(inst.error());
+		json j = describe(paths, *inst);
+		if (asJson) {
+			std::printf("%s\n", j.dump(2).c_str());
+			return 0;
+		}
+		for (const auto& [k, v] : j.items())
+			std::printf("%-20s %s\n", (k + ":").c_str(), v.is_string() ? v.get<std::string>().c_str() : v.dump().c_str());
+		return 0;
+	}
+	if (list->parsed()) {
+		auto all = listInstances(paths);
+		if (!all)
+			return report(all.error());
+		json arr = json::array();
+		for (const auto& i : *all)
+			arr.push_back(describe(paths, i));
+		if (asJson) {
+			std::printf("%s\n", arr.dump(2).c_str());
+			return 0;
+		}
+		std::printf("%-16s %6s %6s %-8s %-24s %s\n", "USER", "UID", "PORT", "STATE", "CLIENT CERT EXPIRES", "FQDN");
+		for (const auto& j : arr)
+			std::printf("%-16s %6u %6u %-8s %-24s %s\n", j["user"].get<std::string>().c_str(), j["uid"].get<unsigned>(),
+				    j["port"].get<unsigned>(), j["state"].get<std::string>().c_str(),
+				    j.value("clientCertExpires", std::string("?")).c_str(), j["fqdn"].get<std::string>().c_str());
+		return 0;
+	}
+	return 0;
+}

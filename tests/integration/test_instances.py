@@ -1,0 +1,351 @@
+"""Instances: pukaipu create/list/show/remove/cert renew, and pukaipu-run USER."""
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import stat
+import subprocess
+import time
+import unittest
+
+import harness as h
+from sysroot import Sysroot
+
+TOOL = os.environ.get("PUKAIPU_TOOL", "")
+PASSPHRASE = re.compile(r"^passphrase \(shown once, never stored\): ([0-9a-z]{5}(-[0-9a-z]{5}){3})$", re.M)
+
+
+def tree_digest(*roots):
+    """Content, mode and owner of every file under the roots."""
+    d = hashlib.sha256()
+    for root in roots:
+        for dirpath, dirnames, filenames in sorted(os.walk(root)):
+            dirnames.sort()
+            for name in sorted(filenames + dirnames):
+                p = os.path.join(dirpath, name)
+                st = os.lstat(p)
+                d.update(f"{p}:{st.st_mode:o}:{st.st_uid}:{st.st_gid}\n".encode())
+                if stat.S_ISREG(st.st_mode):
+                    with open(p, "rb") as f:
+                        d.update(f.read())
+    return d.hexdigest()
+
+
+def openssl(*args, input=None):
+    return subprocess.run(["openssl", *args], capture_output=True, text=True, input=input)
+
+
+class Instances(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.s = Sysroot("instances")
+        cls.rootfs = h.rootfs()
+        cfg = {
+            "rootfs": cls.rootfs,
+            "uidRange": [3000, 3099],
+            "portRange": [24500, 24599],
+            "listenAddress": "127.0.0.1",
+            "apparmor": {"policy": "optional"},
+            "seccompProfile": os.path.join(h.SRC, "profiles/seccomp/default.json"),
+            "session": {"command": ["/bin/sh", "-c",
+                                    "probe status; probe fds; echo LISTEN_FDS=$LISTEN_FDS LISTEN_PID=$LISTEN_PID; "
+                                    "echo hello > /data/home/from-inside; cat /etc/passwd; "
+                                    "ls /run/pukaipu/tls; head -c 10 /run/pukaipu/tls/server.key; echo"],
+                        "shell": ["/bin/sh"]},
+            "network": {"mode": "none"},
+        }
+        with open(cls.s.config, "w") as f:
+            json.dump(cfg, f)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.cleanup()
+
+    def pukaipu(self, *args, **kw):
+        return self.s.run([TOOL, *args], **kw)
+
+    def create(self, user, *extra):
+        r = self.pukaipu("create", user, "--fqdn", f"{user}.example.test", *extra)
+        return r
+
+    def assert_refused(self, r, needle):
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        lines = r.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertIn(needle, lines[0])
+
+    # --- provisioning --------------------------------------------------------
+
+    def test_create_fresh(self):
+        r = self.create("john")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        m = re.search(r"created instance 'john': uid (\d+), port (\d+)", r.stdout)
+        self.assertTrue(m, r.stdout)
+        uid, port = int(m.group(1)), int(m.group(2))
+        self.assertTrue(3000 <= uid <= 3099)
+        self.assertTrue(24500 <= port <= 24599)
+        self.assertRegex(r.stdout, PASSPHRASE)
+        pw = self.s.passwd()["john"]
+        self.assertEqual(int(pw[2]), uid)
+        certs = os.path.join(self.s.state, "instances/john/certs")
+        for name, mode in (("server.key", 0o600), ("client.p12", 0o600), ("server.crt", 0o644),
+                           ("client-ca.crt", 0o644), ("client.crt", 0o644)):
+            st = os.stat(os.path.join(certs, name))
+            self.assertEqual(stat.S_IMODE(st.st_mode), mode, name)
+            self.assertEqual(st.st_uid, 0, name)
+        self.assertFalse(os.path.exists(os.path.join(certs, "client-ca.key")))  # never kept
+        home = self.s.host_home("john")
+        for d in (".config/qtile", ".config/kitty", ".cache", "Downloads", "brave-profile"):
+            st = os.stat(os.path.join(home, d))
+            self.assertEqual(st.st_uid, uid, d)
+        # The passphrase is stored nowhere.
+        pw_text = PASSPHRASE.search(r.stdout).group(1)
+        for dirpath, _, files in os.walk(self.s.root):
+            for f in files:
+                p = os.path.join(dirpath, f)
+                if os.path.isfile(p) and os.path.getsize(p) < 5 << 20:
+                    with open(p, "rb") as fh:
+                        self.assertNotIn(pw_text.encode(), fh.read(), p)
+
+    def test_create_again_changes_nothing(self):
+        self.create("ida")
+        before = tree_digest(self.s.state, self.s.config_dir, self.s.etc, self.s.home)
+        r = self.create("ida")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("nothing changed", r.stdout)
+        self.assertNotRegex(r.stdout, PASSPHRASE)
+        self.assertEqual(tree_digest(self.s.state, self.s.config_dir, self.s.etc, self.s.home), before)
+        # A different request for the same instance is refused, and also changes nothing.
+        r = self.pukaipu("create", "ida", "--fqdn", "other.example.test")
+        self.assert_refused(r, "already exists")
+        self.assertEqual(tree_digest(self.s.state, self.s.config_dir, self.s.etc, self.s.home), before)
+
+    def test_concurrent_creates_get_distinct_uids_and_ports(self):
+        users = [f"conc{i}" for i in range(6)]
+        procs = [self.s.popen([TOOL, "create", u, "--fqdn", f"{u}.example.test"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for u in users]
+        outs = [p.communicate(timeout=120) for p in procs]
+        for p, (out, err) in zip(procs, outs):
+            self.assertEqual(p.returncode, 0, err)
+        got = [re.search(r"uid (\d+), port (\d+)", o).groups() for o, _ in outs]
+        self.assertEqual(len({u for u, _ in got}), len(users))
+        self.assertEqual(len({p for _, p in got}), len(users))
+
+    def test_bad_names_and_ids_create_nothing(self):
+        before = tree_digest(self.s.state, self.s.etc, self.s.home)
+        cases = [
+            (["create", "root", "--fqdn", "x.test"], "refusing"),
+            (["create", "Bob", "--fqdn", "x.test"], "is not valid"),
+            (["create", "1bob", "--fqdn", "x.test"], "is not valid"),
+            (["create", "a/b", "--fqdn", "x.test"], "is not valid"),
+            (["create", "..", "--fqdn", "x.test"], "is not valid"),
+            (["create", "x" * 33, "--fqdn", "x.test"], "is not valid"),
+            (["create", "bob-", "--fqdn", "x.test"], "is not valid"),
+            (["create", "daemon", "--fqdn", "x.test"], "outside the instance range"),
+            (["create", "bob", "--fqdn", "x.test", "--uid", "500"], "outside the configured range"),
+            (["create", "bob", "--fqdn", "x.test", "--uid", "5000"], "outside the configured range"),
+            (["create", "bob", "--fqdn", "x.test", "--port", "80"], "outside the configured range"),
+            (["create", "bob", "--fqdn", "bad name!"], "fqdn"),
+        ]
+        for args, needle in cases:
+            with self.subTest(args=args):
+                self.assert_refused(self.pukaipu(*args), needle)
+        self.assertEqual(tree_digest(self.s.state, self.s.etc, self.s.home), before)
+
+    def test_port_and_uid_collisions_refused(self):
+        r = self.create("pa", "--port", "24590", "--uid", "3090")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_refused(self.create("pb", "--port", "24590"), "already used by another instance")
+        self.assert_refused(self.create("pc", "--uid", "3090"), "already used")
+
+    def test_adopts_an_existing_user_in_range(self):
+        r = self.s.run(["useradd", "--uid", "3050", "--user-group", "--create-home", "--home-dir",
+                        "/home/existing", "existing"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.create("existing")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("uid 3050", r.stdout)
+
+    def test_planted_symlink_in_home_is_not_followed(self):
+        r = self.s.run(["useradd", "--uid", "3060", "--user-group", "--create-home", "--home-dir",
+                        "/home/mallory", "mallory"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        target = os.path.join(self.s.root, "root-owned-target")
+        os.makedirs(target, mode=0o755, exist_ok=True)
+        home = self.s.host_home("mallory")
+        # The user plants ~/.config -> a directory root owns (e.g. /etc).
+        os.symlink(target, os.path.join(home, ".config"))
+        os.lchown(os.path.join(home, ".config"), 3060, 3060)
+        r = self.create("mallory")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(os.listdir(target), [])  # nothing was written through the link
+        self.assertTrue(os.path.islink(os.path.join(home, ".config")))
+
+    def test_remove_keeps_home_and_purge_deletes_it(self):
+        self.create("rem1")
+        self.create("rem2")
+        r = self.pukaipu("remove", "rem1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.s.state, "instances/rem1")))
+        self.assertTrue(os.path.isdir(self.s.host_home("rem1")))
+        r = self.pukaipu("remove", "rem2", "--purge-home")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse(os.path.exists(self.s.host_home("rem2")))
+        self.assertNotIn("rem2", self.s.passwd())
+        self.assert_refused(self.pukaipu("remove", "nobody-here"), "no instance 'nobody-here'")
+
+    def test_list_and_show(self):
+        self.create("lister")
+        r = self.pukaipu("list", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = {x["user"]: x for x in json.loads(r.stdout)}
+        self.assertEqual(rows["lister"]["state"], "stopped")
+        self.assertIn("clientCertExpires", rows["lister"])
+        r = self.pukaipu("list")
+        self.assertRegex(r.stdout, r"(?m)^USER +UID +PORT +STATE")
+        self.assertRegex(r.stdout, r"(?m)^lister +30\d\d +245\d\d +stopped")
+        r = self.pukaipu("show", "lister", "--json")
+        self.assertEqual(json.loads(r.stdout)["fqdn"], "lister.example.test")
+
+    # --- certificates ----------------------------------------------------------
+
+    def test_certificates(self):
+        r = self.create("certy", "--extra-name", "alt.example.test", "--extra-name", "192.0.2.7")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        passphrase = PASSPHRASE.search(r.stdout).group(1)
+        certs = os.path.join(self.s.state, "instances/certy/certs")
+        server = openssl("x509", "-in", os.path.join(certs, "server.crt"), "-noout", "-text").stdout
+        self.assertIn("ASN1 OID: prime256v1", server)
+        self.assertIn("TLS Web Server Authentication", server)
+        self.assertIn("DNS:certy.example.test", server)
+        self.assertIn("DNS:alt.example.test", server)
+        self.assertIn("IP Address:192.0.2.7", server)
+        client = openssl("x509", "-in", os.path.join(certs, "client.crt"), "-noout", "-text").stdout
+        self.assertIn("TLS Web Client Authentication", client)
+        self.assertNotIn("TLS Web Server Authentication", client)
+        self.assertIn("CN = certy", client)
+        # Chains: server to the host CA, client to the instance's own client CA only.
+        host_ca = os.path.join(self.s.config_dir, "ca/ca.crt")
+        ok = openssl("verify", "-purpose", "sslserver", "-CAfile", host_ca, os.path.join(certs, "server.crt"))
+        self.assertEqual(ok.returncode, 0, ok.stdout + ok.stderr)
+        ok = openssl("verify", "-purpose", "sslclient", "-CAfile", os.path.join(certs, "client-ca.crt"),
+                     os.path.join(certs, "client.crt"))
+        self.assertEqual(ok.returncode, 0, ok.stdout + ok.stderr)
+        self.create("other")
+        other_ca = os.path.join(self.s.state, "instances/other/certs/client-ca.crt")
+        bad = openssl("verify", "-CAfile", other_ca, os.path.join(certs, "client.crt"))
+        self.assertNotEqual(bad.returncode, 0)
+        # client.p12 opens with the printed passphrase and not with another.
+        p12 = os.path.join(certs, "client.p12")
+        good = openssl("pkcs12", "-in", p12, "-passin", "pass:" + passphrase, "-nokeys")
+        self.assertEqual(good.returncode, 0, good.stderr)
+        self.assertIn("BEGIN CERTIFICATE", good.stdout)
+        wrong = openssl("pkcs12", "-in", p12, "-passin", "pass:wrong-passphrase", "-nokeys")
+        self.assertNotEqual(wrong.returncode, 0)
+        info = openssl("pkcs12", "-in", p12, "-passin", "pass:" + passphrase, "-info", "-noout")
+        self.assertIn("AES-256-CBC", info.stderr + info.stdout)
+
+    def test_renew_invalidates_older_client_certificates(self):
+        r = self.create("renewer")
+        first = PASSPHRASE.search(r.stdout).group(1)
+        certs = os.path.join(self.s.state, "instances/renewer/certs")
+        old_client = os.path.join(self.s.root, "old-client.crt")
+        shutil.copy(os.path.join(certs, "client.crt"), old_client)
+        r = self.pukaipu("cert", "renew", "renewer")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        second = PASSPHRASE.search(r.stdout).group(1)
+        self.assertNotEqual(first, second)
+        ca = os.path.join(certs, "client-ca.crt")
+        self.assertNotEqual(openssl("verify", "-CAfile", ca, old_client).returncode, 0)
+        self.assertEqual(openssl("verify", "-CAfile", ca, os.path.join(certs, "client.crt")).returncode, 0)
+
+    # --- pukaipu-run USER --------------------------------------------------------
+
+    def test_run_instance_payload_view(self):
+        r = self.create("runner")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        uid = int(re.search(r"uid (\d+)", r.stdout).group(1))
+        res = self.s.run([h.RUN, "runner"], timeout=60)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        kv = h.keyvals(res.stdout)
+        self.assertEqual(kv["uid"], f"{uid},{uid},{uid}")
+        self.assertEqual(kv["CapEff"], "0000000000000000")
+        self.assertEqual(kv["Seccomp"], "2")
+        self.assertEqual(kv["NoNewPrivs"], "1")
+        self.assertEqual(kv["hostname"], "pukaipu-runner")
+        self.assertEqual(kv["cwd"], "/data/home")
+        self.assertEqual(kv["fds"], "0,1,2,3")  # fd 3: the listening socket
+        self.assertIn("LISTEN_FDS=1 LISTEN_PID=2", res.stdout)
+        self.assertRegex(res.stdout, rf"(?m)^runner:x:{uid}:{uid}:[^:]*:/data/home:/bin/bash$")
+        self.assertIn("client-ca.crt\nserver.crt\nserver.key", res.stdout)
+        self.assertIn("-----BEGIN", res.stdout)  # the user can read its key inside
+        # The home is the user's, on the host.
+        f = os.path.join(self.s.host_home("runner"), "from-inside")
+        self.assertEqual(open(f).read(), "hello\n")
+        self.assertEqual(os.stat(f).st_uid, uid)
+        self.assertIn("listening socket bound 127.0.0.1 port", res.stderr)
+
+    def test_print_spec_runs_unchanged_under_crun(self):
+        if not shutil.which("crun"):
+            self.skipTest("crun is not installed")
+        self.create("speccy")
+        first = self.s.run([h.RUN, "speccy"], timeout=60)  # writes the runtime files the spec binds
+        self.assertEqual(first.returncode, 0, first.stderr)
+        r = self.s.run([h.RUN, "speccy", "--print-spec"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        spec = json.loads(r.stdout)
+        bundle = os.path.join(self.s.root, "crun-bundle")
+        os.makedirs(bundle, mode=0o755, exist_ok=True)
+        with open(os.path.join(bundle, "config.json"), "w") as f:
+            f.write(r.stdout)
+        state = os.path.join(self.s.root, "crun-state")
+        # crun 1.8 refuses this host's hybrid cgroups unless the unified
+        # hierarchy is hidden (tmpfs) in a private mount namespace.
+        script = ('mount -t tmpfs tmpfs /sys/fs/cgroup/unified 2>/dev/null; '
+                  'exec crun --root "$1" run --bundle "$2" "pukaipu-test-$$"')
+        res = self.s.run(["sh", "-c", script, "sh", state, bundle], stdin=subprocess.PIPE, timeout=60)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        kv = h.keyvals(res.stdout)
+        uid = spec["process"]["user"]["uid"]
+        self.assertEqual(kv["uid"], f"{uid},{uid},{uid}")
+        self.assertEqual(kv["NoNewPrivs"], "1")
+        self.assertEqual(kv["Seccomp"], "2")
+
+    def test_shell_under_tmux(self):
+        if not shutil.which("tmux"):
+            self.skipTest("tmux is not installed")
+        r = self.create("shelly")
+        uid = re.search(r"uid (\d+)", r.stdout).group(1)
+        session = f"pukaipu-test-{os.getpid()}"
+        cmd = shlex.join(self.s.wrap([h.RUN, "shelly", "--shell"]))
+        env = self.s.env()
+        subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "120", "-y", "30", cmd], env=env, check=True)
+        try:
+            time.sleep(1.0)
+            subprocess.run(["tmux", "send-keys", "-t", session, "id -u; echo marker-$((40+2))", "Enter"], check=True)
+            screen = ""
+            for _ in range(50):
+                screen = subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
+                                        text=True).stdout
+                if "marker-42" in screen:
+                    break
+                time.sleep(0.1)
+            self.assertIn("marker-42", screen)
+            self.assertRegex(screen, rf"(?m)^{uid}\s*$")
+            subprocess.run(["tmux", "send-keys", "-t", session, "exit", "Enter"], check=True)
+        finally:
+            subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+    def test_run_refuses_unknown_instance_and_wrong_user(self):
+        r = self.s.run([h.RUN, "ghost"])
+        self.assertEqual(r.returncode, 125)
+        self.assertIn("no instance 'ghost'", r.stderr)
+        r = self.s.run([h.RUN, "../etc"])
+        self.assertEqual(r.returncode, 125)
+        self.assertIn("not a valid user name", r.stderr)
+
+
+if __name__ == "__main__":
+    h.main()
