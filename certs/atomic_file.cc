@@ -162,4 +162,18 @@ Result<std::string> readFileLimited(const std::string& path, std::size_t maxByte
 	return out;
 }
 
+Result<void> ensureRootDir(const std::string& path, mode_t mode)
+{
+	if (mkdir(path.c_str(), mode) < 0 && errno != EEXIST)
+		return failErrno(errno, "create '%s'", path.c_str());
+	struct stat st;
+	if (lstat(path.c_str(), &st) < 0)
+		return failErrno(errno, "stat '%s'", path.c_str());
+	if (!S_ISDIR(st.st_mode) || st.st_uid != 0)
+		return fail("'%s' must be a directory owned by root", path.c_str());
+	if ((st.st_mode & 07777) != mode && chmod(path.c_str(), mode) < 0)
+		return failErrno(errno, "chmod '%s'", path.c_str());
+	return {};
+}
+
 } // namespace pukaipu

@@ -41,6 +41,10 @@ struct FileOwner {
 [[nodiscard]] Result<void> writeFileAtomicAt(int dirFd, const std::string& name, std::string_view data, mode_t mode,
 	FileOwner owner = {}, const char* tempName = nullptr);
 
+// Creates `path` if missing and insists it is a directory owned by root (not
+// a symlink), with exactly `mode`. For pukaipu's own directories.
+[[nodiscard]] Result<void> ensureRootDir(const std::string& path, mode_t mode);
+
 // Reads a whole regular file of at most maxBytes (O_CLOEXEC|O_NOCTTY).
 [[nodiscard]] Result<std::string> readFileLimited(const std::string& path, std::size_t maxBytes = 1 << 20);
 

@@ -180,27 +180,14 @@ std::string groupFile(const UserInfo& u)
 	return "root:x:0:\n" + u.name + ":x:" + std::to_string(u.gid) + ":\nnogroup:x:65534:\n";
 }
 
-Result<void> ensureDir(const std::string& path, mode_t mode)
-{
-	if (mkdir(path.c_str(), mode) < 0 && errno != EEXIST)
-		return failErrno(errno, "create '%s'", path.c_str());
-	struct stat st;
-	if (lstat(path.c_str(), &st) < 0)
-		return failErrno(errno, "stat '%s'", path.c_str());
-	if (!S_ISDIR(st.st_mode) || st.st_uid != 0)
-		return fail("'%s' must be a directory owned by root", path.c_str());
-	if ((st.st_mode & 07777) != mode && chmod(path.c_str(), mode) < 0)
-		return failErrno(errno, "chmod '%s'", path.c_str());
-	return {};
-}
 
 } // namespace
 
 Result<void> writeRuntimeFiles(const Paths& p, const InstanceConfig& inst, const UserInfo& u, const RuntimePaths& rt)
 {
-	TRYV(ensureDir(p.runDir, 0755));
-	TRYV(ensureDir(rt.dir, 0755));
-	TRYV(ensureDir(rt.tls, 0755));
+	TRYV(ensureRootDir(p.runDir, 0755));
+	TRYV(ensureRootDir(rt.dir, 0755));
+	TRYV(ensureRootDir(rt.tls, 0755));
 	TRYV(writeFileAtomic(rt.passwd, passwdFile(u), 0644));
 	TRYV(writeFileAtomic(rt.group, groupFile(u), 0644));
 	const std::string certs = p.instanceDir(inst.user) + "/certs";

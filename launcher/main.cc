@@ -1,14 +1,24 @@
-// pukaipu-run: thin command line over the sandbox library. Parses options,
-// loads the bundle, and prints any error exactly once, as one line.
+// pukaipu-run: thin command line over the sandbox library.
+//
+//   pukaipu-run USER [--shell] [--print-spec]   an instance (pukaipu create USER)
+//   pukaipu-run --bundle DIR                    any OCI bundle
+//
+// Parses options, composes or loads the spec, and prints any error exactly
+// once, as one line.
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
+#include "build_config.h"
+#include "certs/atomic_file.h"
 #include "config.h"
+#include "instance.h"
+#include "listen.h"
+#include "notify.h"
 #include "sandbox/stages.h"
 
 using namespace pukaipu;
@@ -21,39 +31,100 @@ int report(const Error& e, int status)
 	return status;
 }
 
+void warn(const std::string& w)
+{
+	std::fprintf(stderr, "pukaipu-run: warning: %s\n", w.c_str());
+}
+
+// --network and friends → NetworkOptions (checked again by prepareNetwork).
+Result<NetworkOptions> networkOptions(const std::string& mode, bool allowHost, const std::string& pool,
+				      const std::vector<std::string>& allow, const std::vector<std::string>& dns)
+{
+	NetworkOptions net;
+	auto m = parseNetworkMode(mode);
+	if (!m)
+		return fail("--network: %s", m.error().what);
+	net.mode = *m;
+	net.allowHost = allowHost;
+	if (!pool.empty()) {
+		auto p = parseIpv4Net(pool);
+		if (!p)
+			return fail("--network-pool: %s", p.error().what);
+		net.pool = *p;
+	}
+	for (const auto& a : allow) {
+		auto n = parseIpv4Net(a);
+		if (!n)
+			return fail("--network-allow: %s", n.error().what);
+		net.allow.push_back(*n);
+	}
+	for (const auto& d : dns) {
+		auto a = parseIpv4(d);
+		if (!a)
+			return fail("--dns: %s", a.error().what);
+		net.nameservers.push_back(*a);
+	}
+	if (net.mode != NetworkMode::Egress && (!pool.empty() || !allow.empty() || !dns.empty()))
+		return fail("--network-pool, --network-allow and --dns need --network egress");
+	return net;
+}
+
 } // namespace
 
 int main(int argc, char** argv)
 {
-	CLI::App app { "pukaipu-run: run a command in a hardened namespace container (user, mount, pid, ipc,\n"
-		       "uts, net and cgroup namespaces; no capabilities; no_new_privs; seccomp; AppArmor).\n" };
+	CLI::App app { "pukaipu-run: run a user's pukaipu instance, or any OCI bundle, in a hardened\n"
+		       "container (user, mount, pid, ipc, uts, net and cgroup namespaces; no capabilities;\n"
+		       "no_new_privs; seccomp; AppArmor). Run as root, usually by pukaipu@USER.service.\n" };
 	app.name("pukaipu-run");
-	std::string bundle;
-	std::string apparmor = "required";
+	std::string user, bundle;
+	bool shell = false, printSpec = false;
+	std::string apparmor;
 	std::string cacheDir = std::string(PUKAIPU_CACHEDIR) + "/seccomp";
 	if (const char* env = std::getenv("PUKAIPU_SECCOMP_CACHE"))
 		cacheDir = env;
 	bool noCache = false;
 	int preserveFds = 0;
-	int grace = 10;
-	app.add_option("--bundle", bundle, "OCI bundle directory holding config.json (see pukaipu-run(8))")
-		->required();
-	app.add_option("--apparmor", apparmor,
-		       "when process.apparmorProfile is set and AppArmor is off or the profile is not loaded:\n"
-		       "'required' refuses to start, 'optional' warns and runs unconfined")
+	int grace = -1;
+	Paths paths = Paths::fromEnvironment();
+	std::string network = "none", networkPool;
+	bool allowHostNetwork = false;
+	std::vector<std::string> networkAllow, dns;
+
+	app.add_option("USER", user, "the instance to run (see pukaipu(8) create)");
+	auto* bundleOpt = app.add_option("--bundle", bundle, "run the OCI bundle in DIR (config.json) instead of an instance");
+	app.add_flag("--shell", shell, "an interactive shell in the instance's sandbox instead of its desktop");
+	app.add_flag("--print-spec", printSpec, "print the instance's OCI spec (config.json) and exit");
+	app.add_option("--config", paths.configFile, "global configuration (env PUKAIPU_CONFIG)")->capture_default_str();
+	app.add_option("--state-dir", paths.stateDir, "instances and certificates (env PUKAIPU_STATE_DIR)")
 		->capture_default_str();
+	app.add_option("--apparmor", apparmor,
+		       "when an AppArmor profile is asked for and AppArmor is off or the profile is not\n"
+		       "loaded: 'required' refuses to start, 'optional' warns and runs unconfined\n"
+		       "(default: the configuration's apparmor.policy; 'required' for bundles)");
 	app.add_option("--seccomp-cache", cacheDir, "directory for compiled seccomp filters (env PUKAIPU_SECCOMP_CACHE)")
 		->capture_default_str();
 	app.add_flag("--no-seccomp-cache", noCache, "always compile the seccomp profile");
-	app.add_option("--preserve-fds", preserveFds, "pass fds 3..3+N-1 to the payload")->capture_default_str();
-	app.add_option("--grace", grace, "seconds between forwarding SIGTERM and SIGKILL")->capture_default_str();
+	app.add_option("--preserve-fds", preserveFds, "bundles: pass fds 3..3+N-1 to the payload");
+	app.add_option("--grace", grace, "seconds between forwarding SIGTERM and SIGKILL (default 10)");
+	auto* networkOpt = app.add_option("--network", network,
+		       "'none': loopback only; 'egress': a veth pair with NAT out, no host ports, no other\n"
+		       "containers, no link-local or private ranges, no IPv6 (turns on net.ipv4.ip_forward);\n"
+		       "'host': refused (see pukaipu-run(8))")
+		->capture_default_str();
+	auto* netOpts = app.add_option_group("network", "bundles only; instances take these from the configuration");
+	netOpts->add_option(networkOpt);
+	netOpts->add_flag("--allow-host-network", allowHostNetwork, "still refused: the container always gets its own netns");
+	netOpts->add_option("--network-allow", networkAllow, "egress: also reach this private IPv4 CIDR (repeatable)");
+	netOpts->add_option("--dns", dns, "egress: nameserver for the container (repeatable; default: the host's)");
+	netOpts->add_option("--network-pool", networkPool, "egress: IPv4 pool, a /31 per container (default 10.233.0.0/16)");
 	app.add_flag_callback("--version", [] {
 		std::printf("pukaipu-run %s\n", PUKAIPU_VERSION);
 		std::exit(0);
 	}, "print the version and exit");
 	app.footer("Exit status: the payload's exit code, or 128+N if it was killed by signal N;\n"
 		   "125 if pukaipu-run failed before the payload ran; 126 if the payload could not be\n"
-		   "executed; 127 if it was not found.");
+		   "executed; 127 if it was not found. See pukaipu-run(8).");
 	try {
 		app.parse(argc, argv);
 	} catch (const CLI::ParseError& e) {
@@ -62,35 +133,136 @@ int main(int argc, char** argv)
 		std::fprintf(stderr, "pukaipu-run: %s (see --help)\n", e.what());
 		return kExitSetupFailed;
 	}
+	if (user.empty() == bundle.empty())
+		return report(makeError(0, "give either USER or --bundle DIR (see --help)"), kExitSetupFailed);
+	if (!bundle.empty() && (shell || printSpec))
+		return report(makeError(0, "--shell and --print-spec are for instances, not --bundle"), kExitSetupFailed);
+	if (!user.empty() && *bundleOpt)
+		return report(makeError(0, "give either USER or --bundle DIR"), kExitSetupFailed);
+	if (shell && printSpec)
+		printSpec = true; // prints the shell's spec
 
-	if (geteuid() != 0)
-		return report(makeError(0, "must run as root (it creates the namespaces and maps the user's ids)"),
+	if (!user.empty() && (netOpts->count_all() > 0))
+		return report(makeError(0, "network options are for --bundle; an instance takes its network from "
+					   "the configuration (network.* in pukaipu.json, --network of pukaipu create)"),
 			      kExitSetupFailed);
 
 	RunOptions opts;
-	auto policy = parseAppArmorPolicy(apparmor);
-	if (!policy)
-		return report(makeError(0, "--apparmor: %s", policy.error().what), kExitSetupFailed);
-	opts.apparmorPolicy = *policy;
+	auto net = networkOptions(network, allowHostNetwork, networkPool, networkAllow, dns);
+	if (!net)
+		return report(net.error(), kExitSetupFailed);
+	opts.network = std::move(*net);
 	opts.seccompCacheDir = noCache ? "" : cacheDir;
 	opts.preserveFds = preserveFds;
-	if (grace < 0)
+	if (grace < -1)
 		return report(makeError(0, "--grace %d: expected 0 or more seconds", grace), kExitSetupFailed);
-	opts.graceSeconds = grace;
 
-	// The bundle is trusted as root: nobody but root may be able to change it.
-	if (auto r = checkTrustedPath(bundle); !r)
-		return report(makeError(r.error().errno_, "bundle: %s", r.error().what), kExitSetupFailed);
-	auto spec = loadBundle(bundle);
+	Result<Spec> spec = tl::unexpected(makeError(0, "no spec"));
+	if (!bundle.empty()) {
+		if (geteuid() != 0)
+			return report(makeError(0, "must run as root (it creates the namespaces and maps the user's ids)"),
+				      kExitSetupFailed);
+		auto policy = parseAppArmorPolicy(apparmor.empty() ? "required" : apparmor);
+		if (!policy)
+			return report(makeError(0, "--apparmor: %s", policy.error().what), kExitSetupFailed);
+		opts.apparmorPolicy = *policy;
+		opts.graceSeconds = grace >= 0 ? grace : 10;
+		// The bundle is trusted as root: nobody but root may be able to change it.
+		if (auto r = checkTrustedPath(bundle); !r)
+			return report(makeError(r.error().errno_, "bundle: %s", r.error().what), kExitSetupFailed);
+		spec = loadBundle(bundle);
+	} else {
+		auto global = loadGlobalConfig(paths);
+		if (!global)
+			return report(global.error(), kExitSetupFailed);
+		auto inst = loadInstanceConfig(paths, user);
+		if (!inst)
+			return report(inst.error(), kExitSetupFailed);
+		auto policy = parseAppArmorPolicy(apparmor.empty() ? global->apparmorPolicy : apparmor);
+		if (!policy)
+			return report(makeError(0, "--apparmor: %s", policy.error().what), kExitSetupFailed);
+		opts.apparmorPolicy = *policy;
+		opts.graceSeconds = grace >= 0 ? grace : global->graceSeconds;
+		// With policy 'optional' on a host where the profile cannot apply,
+		// the spec leaves it out (and says so once): --print-spec shows what
+		// really runs, and that spec runs unchanged under other runtimes.
+		std::string aaWarning;
+		auto aa = checkAppArmor(global->apparmorProfile, opts.apparmorPolicy, aaWarning);
+		if (!aa)
+			return report(aa.error(), kExitSetupFailed);
+		if (!*aa && !global->apparmorProfile.empty()) {
+			warn(aaWarning);
+			global->apparmorProfile.clear();
+		}
+		// The instance's network: its own mode, else the global default.
+		{
+			auto instNet = networkOptions(inst->network.empty() ? global->networkMode : inst->network,
+						      global->allowHostNetwork, "", global->allowedCidrs, global->dns);
+			if (!instNet)
+				return report(makeError(0, "configuration: network: %s", instNet.error().what),
+					      kExitSetupFailed);
+			opts.network = std::move(*instNet);
+		}
+		auto who = checkInstanceUser(*global, *inst);
+		if (!who)
+			return report(who.error(), kExitSetupFailed);
+		RuntimePaths rt = RuntimePaths::forUser(paths, user);
+		const char* term = std::getenv("TERM");
+		auto composed = composeSpec(*global, *inst, *who, rt, shell ? SessionKind::Shell : SessionKind::Desktop,
+					    term ? term : "");
+		if (!composed)
+			return report(composed.error(), kExitSetupFailed);
+		if (printSpec) {
+			std::printf("%s\n", composed->dump(2).c_str());
+			return 0;
+		}
+		if (geteuid() != 0)
+			return report(makeError(0, "must run as root (it creates the namespaces and maps the user's ids)"),
+				      kExitSetupFailed);
+		if (auto r = writeRuntimeFiles(paths, *inst, *who, rt); !r)
+			return report(r.error(), kExitSetupFailed);
+		if (!shell) {
+			auto how = prepareListenSocket(global->listenAddress, inst->port);
+			if (!how)
+				return report(how.error(), kExitSetupFailed);
+			opts.preserveFds = 1;
+			std::fprintf(stderr, "pukaipu-run: %s: listening socket %s\n", user.c_str(), how->c_str());
+		}
+		// The composed spec goes through the same parser as any bundle.
+		spec = parseSpec(*composed, "/");
+	}
 	if (!spec)
 		return report(spec.error(), kExitSetupFailed);
+	std::vector<std::string> netWarnings;
+	if (auto r = prepareNetwork(*spec, opts.network, netWarnings); !r)
+		return report(r.error(), kExitSetupFailed);
+	for (const auto& w : netWarnings)
+		warn(w);
+	if (forwardingWillBeEnabled(opts.network))
+		std::fprintf(stderr, "pukaipu-run: note: turning on net.ipv4.ip_forward (host-wide, left on at exit)\n");
 	auto prepared = prepare(std::move(*spec), opts);
 	if (!prepared)
 		return report(prepared.error(), kExitSetupFailed);
 	for (const auto& w : prepared->warnings)
-		std::fprintf(stderr, "pukaipu-run: warning: %s\n", w.c_str());
+		warn(w);
 
+	// systemd (Type=notify): ready once the payload is exec'd. For an
+	// instance, the pid file lets `pukaipu list` tell running from stopped.
+	struct Started {
+		std::string pidFile;
+		std::string who;
+	} started { user.empty() ? "" : paths.runDir + "/" + user + "/pid", user.empty() ? bundle : user };
+	opts.onStartedCtx = &started;
+	opts.onStarted = [](void* ctx, pid_t) {
+		auto* st = static_cast<Started*>(ctx);
+		if (!st->pidFile.empty())
+			(void)writeFileAtomic(st->pidFile, std::to_string(getpid()) + "\n", 0644);
+		notifySystemd("READY=1\nSTATUS=running " + st->who);
+	};
 	Outcome o = run(*prepared, opts);
+	if (!started.pidFile.empty())
+		unlink(started.pidFile.c_str());
+	notifySystemd("STOPPING=1");
 	if (o.error)
 		return report(*o.error, o.status);
 	return o.status;

@@ -32,19 +32,6 @@ namespace {
 constexpr const char* kHomeDirs[] = { ".config", ".config/qtile", ".config/kitty", ".cache", "Downloads",
 				      "brave-profile" };
 
-Result<void> mkdirOwned(const std::string& path, mode_t mode)
-{
-	if (mkdir(path.c_str(), mode) < 0 && errno != EEXIST)
-		return failErrno(errno, "create '%s'", path.c_str());
-	struct stat st;
-	if (lstat(path.c_str(), &st) < 0)
-		return failErrno(errno, "stat '%s'", path.c_str());
-	if (!S_ISDIR(st.st_mode) || st.st_uid != 0)
-		return fail("'%s' must be a directory owned by root", path.c_str());
-	if ((st.st_mode & 07777) != mode && chmod(path.c_str(), mode) < 0)
-		return failErrno(errno, "chmod '%s'", path.c_str());
-	return {};
-}
 
 // Runs a program (no shell) and returns its exit status; stderr is captured
 // into the error message on failure.
@@ -207,7 +194,7 @@ Result<certs::Ca> hostCa(const Paths& p)
 	auto parent = dir.substr(0, dir.rfind('/'));
 	if (mkdir(parent.c_str(), 0755) < 0 && errno != EEXIST)
 		return failErrno(errno, "create '%s'", parent.c_str());
-	TRYV(mkdirOwned(dir, 0755));
+	TRYV(ensureRootDir(dir, 0755));
 	char host[256] = "localhost";
 	gethostname(host, sizeof(host) - 1);
 	// A CN holds at most 64 characters: keep the host name's first label.
@@ -252,7 +239,7 @@ Result<UniqueFd> lockState(const Paths& p)
 {
 	if (mkdir(p.stateDir.c_str(), 0755) < 0 && errno != EEXIST)
 		return failErrno(errno, "create '%s'", p.stateDir.c_str());
-	TRYV(mkdirOwned(p.instancesDir(), 0755));
+	TRYV(ensureRootDir(p.instancesDir(), 0755));
 	UniqueFd fd(open(p.lockFile().c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
 	if (!fd)
 		return failErrno(errno, "open '%s'", p.lockFile().c_str());
@@ -416,9 +403,9 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 	TRY(skipped, makeHomeLayout(home, inst.uid, inst.gid));
 	(void)skipped; // reported by the caller through CreateResult? kept simple: the session recreates what it needs
 
-	TRYV(mkdirOwned(dir, 0700));
+	TRYV(ensureRootDir(dir, 0700));
 	const std::string certDir = dir + "/certs";
-	TRYV(mkdirOwned(certDir, 0700));
+	TRYV(ensureRootDir(certDir, 0700));
 	if (!extCrt.empty()) {
 		TRYV(writeFileAtomic(certDir + "/server.key", extKey, 0600));
 		TRYV(writeFileAtomic(certDir + "/server.crt", extCrt, 0644));

@@ -215,7 +215,10 @@ struct ChildArgs {
 	close(rootFd);
 
 	// 9. Loopback up (egress, if any, is wired by the parent); hostname.
+	//    With egress, the generated resolv.conf goes over /etc/resolv.conf
+	//    (needs CAP_SYS_ADMIN in our userns, which step 11 drops).
 	CHILD_TRY(loopbackUp());
+	CHILD_TRY(networkInChild(a.opts->network));
 	if (!s.hostname.empty())
 		CHILD_SYS(sethostname(s.hostname.c_str(), s.hostname.size()), "sethostname '%s'",
 			  s.hostname.c_str());
@@ -427,7 +430,13 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 						    (unsigned long long)rl.soft, (unsigned long long)rl.hard));
 	}
 
-	// P7. Release the child.
+	// P7. Network, while the child still waits: veth pair into its netns,
+	//     addresses, routes, nftables (network.h). Nothing to undo on
+	//     failure: the veth dies with the child's namespace.
+	if (auto r = networkFromParent((pid_t)pid, opts.network); !r)
+		return abortChild(r.error());
+
+	//     Release the child.
 	SyncMsg go;
 	go.kind = MsgKind::Go;
 	if (auto r = sendMsg(parentSock.get(), go); !r)
@@ -455,6 +464,9 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 		}
 		return abortChild(makeError(EPROTO, "sync: unexpected message %u", (unsigned)m.kind));
 	}
+
+	if (opts.onStarted)
+		opts.onStarted(opts.onStartedCtx, (pid_t)pid);
 
 	// P9. Supervise until PID 1 of the container exits.
 	int status = supervise(pidFd.get(), sigFd.get(), std::move(ptyMaster), opts.graceSeconds);

@@ -13,6 +13,7 @@
 #include "apparmor.h"
 #include "error.h"
 #include "mounts.h"
+#include "network.h"
 #include "seccomp_profile.h"
 #include "spec.h"
 
@@ -24,6 +25,11 @@ struct RunOptions {
 	int preserveFds = 0;          // fds 3 .. 3+N-1 are passed to the payload
 	int graceSeconds = 10;        // SIGTERM → SIGKILL after this long
 	bool checkTrustedPaths = true;
+	// Called once the payload's execve succeeded, before supervising (the
+	// launcher sends systemd READY=1 here). Runs in the parent; may be empty.
+	void (*onStarted)(void* ctx, pid_t containerInit) = nullptr;
+	void* onStartedCtx = nullptr;
+	NetworkOptions network;       // none (loopback only) unless egress; see network.h
 };
 
 struct Prepared {

@@ -1,0 +1,521 @@
+// network: the effectful half of network.h — files on the host, libnl-route-3
+// for links, addresses and routes, libnftables for the two tables, and the
+// child's resolv.conf mount. The pure half is network_policy.cc.
+#include "network.h"
+
+#include <algorithm>
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <linux/openat2.h>
+#include <memory>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/veth.h>
+#include <netlink/route/route.h>
+#include <dlfcn.h>
+#include <nftables/libnftables.h>
+
+#include "unique_fd.h"
+
+namespace pukaipu {
+
+namespace {
+
+// --- owners for library handles ---------------------------------------------
+
+struct NlSockFree {
+	void operator()(nl_sock* s) const { nl_socket_free(s); }
+};
+struct NlLinkPut {
+	void operator()(rtnl_link* l) const { rtnl_link_put(l); }
+};
+struct NlAddrPut {
+	void operator()(nl_addr* a) const { nl_addr_put(a); }
+};
+struct RtAddrPut {
+	void operator()(rtnl_addr* a) const { rtnl_addr_put(a); }
+};
+struct RtRoutePut {
+	void operator()(rtnl_route* r) const { rtnl_route_put(r); }
+};
+struct NlCacheFree {
+	void operator()(nl_cache* c) const { nl_cache_free(c); }
+};
+struct VethRelease {
+	void operator()(rtnl_link* l) const { rtnl_link_veth_release(l); }
+};
+using NlSock = std::unique_ptr<nl_sock, NlSockFree>;
+using NlLink = std::unique_ptr<rtnl_link, NlLinkPut>;
+using NlAddr = std::unique_ptr<nl_addr, NlAddrPut>;
+
+Result<void> nlCheck(int err, const char* what, const std::string& obj)
+{
+	if (err >= 0)
+		return {};
+	return fail("network: %s '%s': %s", what, obj.c_str(), nl_geterror(err));
+}
+
+Result<NlSock> routeSocket()
+{
+	NlSock s(nl_socket_alloc());
+	if (!s)
+		return failErrno(ENOMEM, "network: netlink socket");
+	if (int e = nl_connect(s.get(), NETLINK_ROUTE); e < 0)
+		return fail("network: netlink connect: %s", nl_geterror(e));
+	return s;
+}
+
+NlAddr ipv4Addr(uint32_t addr, int prefix)
+{
+	uint32_t be = htonl(addr);
+	NlAddr a(nl_addr_build(AF_INET, &be, sizeof(be)));
+	if (a)
+		nl_addr_set_prefixlen(a.get(), prefix);
+	return a;
+}
+
+Result<int> ifindexOf(nl_sock* sk, const std::string& name)
+{
+	rtnl_link* raw = nullptr;
+	if (auto r = nlCheck(rtnl_link_get_kernel(sk, 0, name.c_str(), &raw), "find link", name); !r)
+		return tl::unexpected(r.error());
+	NlLink l(raw);
+	return rtnl_link_get_ifindex(l.get());
+}
+
+Result<void> writeSysctl(const char* path, const char* value)
+{
+	int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return failErrno(errno, "network: open '%s'", path);
+	UniqueFd f(fd);
+	char cur[8] {};
+	if (read(fd, cur, sizeof(cur) - 1) > 0 && cur[0] == value[0])
+		return {};
+	if (pwrite(fd, value, strlen(value), 0) < 0)
+		return failErrno(errno, "network: write '%s'", path);
+	return {};
+}
+
+// IPv6 off on this link (no fe80::, no ff00::/8 route, incoming IPv6
+// dropped by the kernel), an IPv4 /31, then up. Order matters: the kernel
+// configures IPv6 when the link goes up. Runs in the link's netns: /proc/sys/net
+// shows the namespace of the process that opens it.
+Result<void> configureLink(nl_sock* sk, const std::string& name, uint32_t addr)
+{
+	rtnl_link* raw = nullptr;
+	if (auto r = nlCheck(rtnl_link_get_kernel(sk, 0, name.c_str(), &raw), "find link", name); !r)
+		return r;
+	NlLink orig(raw);
+	std::string v6 = "/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6";
+	if (auto r = writeSysctl(v6.c_str(), "1"); !r && r.error().errno_ != ENOENT) // ENOENT: no IPv6 at all
+		return r;
+
+	std::unique_ptr<rtnl_addr, RtAddrPut> a(rtnl_addr_alloc());
+	NlAddr local = ipv4Addr(addr, 31);
+	if (!a || !local)
+		return failErrno(ENOMEM, "network: address for '%s'", name.c_str());
+	rtnl_addr_set_ifindex(a.get(), rtnl_link_get_ifindex(orig.get()));
+	rtnl_addr_set_family(a.get(), AF_INET);
+	if (auto r = nlCheck(rtnl_addr_set_local(a.get(), local.get()), "set address on", name); !r)
+		return r;
+	rtnl_addr_set_prefixlen(a.get(), 31);
+	if (auto r = nlCheck(rtnl_addr_add(sk, a.get(), NLM_F_CREATE | NLM_F_EXCL), "add address to", name); !r)
+		return r;
+
+	NlLink up(rtnl_link_alloc());
+	if (!up)
+		return failErrno(ENOMEM, "network: link '%s'", name.c_str());
+	rtnl_link_set_flags(up.get(), IFF_UP);
+	return nlCheck(rtnl_link_change(sk, orig.get(), up.get(), 0), "bring up", name);
+}
+
+Result<void> addDefaultRoute(nl_sock* sk, int ifindex, uint32_t gateway)
+{
+	std::unique_ptr<rtnl_route, RtRoutePut> r(rtnl_route_alloc());
+	NlAddr dst = ipv4Addr(0, 0);
+	NlAddr gw = ipv4Addr(gateway, 32);
+	rtnl_nexthop* nh = rtnl_route_nh_alloc();
+	if (!r || !dst || !gw || !nh) {
+		if (nh)
+			rtnl_route_nh_free(nh);
+		return failErrno(ENOMEM, "network: default route");
+	}
+	rtnl_route_set_family(r.get(), AF_INET);
+	rtnl_route_set_table(r.get(), RT_TABLE_MAIN);
+	rtnl_route_set_protocol(r.get(), RTPROT_STATIC);
+	rtnl_route_set_scope(r.get(), RT_SCOPE_UNIVERSE);
+	if (auto e = nlCheck(rtnl_route_set_dst(r.get(), dst.get()), "route", "default"); !e)
+		return e;
+	rtnl_route_nh_set_ifindex(nh, ifindex);
+	rtnl_route_nh_set_gateway(nh, gw.get());
+	rtnl_route_add_nexthop(r.get(), nh); // the route owns nh now
+	return nlCheck(rtnl_route_add(sk, r.get(), NLM_F_CREATE | NLM_F_EXCL), "add default route via",
+		       formatIpv4(gateway));
+}
+
+// libnftables (and its libmnl, libnftnl, libxtables, libjansson, libgmp) is
+// loaded only when a container gets egress: linked into pukaipu-run, its
+// relocation would cost every start, most of which never touch nftables
+// (bench/startup). Loaded once; the handle is never closed.
+struct NftApi {
+	decltype(&nft_ctx_new) ctxNew;
+	decltype(&nft_ctx_free) ctxFree;
+	decltype(&nft_ctx_buffer_output) bufferOutput;
+	decltype(&nft_ctx_buffer_error) bufferError;
+	decltype(&nft_run_cmd_from_buffer) runCmd;
+	decltype(&nft_ctx_get_error_buffer) errorBuffer;
+};
+
+Result<const NftApi*> nftApi()
+{
+	static NftApi api;
+	static bool loaded = false;
+	if (loaded)
+		return &api;
+	void* h = dlopen("libnftables.so.1", RTLD_NOW | RTLD_LOCAL);
+	if (!h)
+		return fail("network: cannot load libnftables.so.1 (install the libnftables1 package): %s", dlerror());
+	auto sym = [h](const char* name) { return dlsym(h, name); };
+	api.ctxNew = reinterpret_cast<decltype(api.ctxNew)>(sym("nft_ctx_new"));
+	api.ctxFree = reinterpret_cast<decltype(api.ctxFree)>(sym("nft_ctx_free"));
+	api.bufferOutput = reinterpret_cast<decltype(api.bufferOutput)>(sym("nft_ctx_buffer_output"));
+	api.bufferError = reinterpret_cast<decltype(api.bufferError)>(sym("nft_ctx_buffer_error"));
+	api.runCmd = reinterpret_cast<decltype(api.runCmd)>(sym("nft_run_cmd_from_buffer"));
+	api.errorBuffer = reinterpret_cast<decltype(api.errorBuffer)>(sym("nft_ctx_get_error_buffer"));
+	if (!api.ctxNew || !api.ctxFree || !api.bufferOutput || !api.bufferError || !api.runCmd || !api.errorBuffer)
+		return fail("network: libnftables.so.1 lacks a function pukaipu needs");
+	loaded = true;
+	return &api;
+}
+
+// Runs one nftables script as one transaction in the current netns.
+Result<void> applyNft(const std::string& script, const char* where)
+{
+	auto api = nftApi();
+	if (!api)
+		return tl::unexpected(api.error());
+	const NftApi& n = **api;
+	std::unique_ptr<nft_ctx, decltype(n.ctxFree)> ctx(n.ctxNew(NFT_CTX_DEFAULT), n.ctxFree);
+	if (!ctx)
+		return failErrno(ENOMEM, "network: nftables context");
+	n.bufferOutput(ctx.get());
+	n.bufferError(ctx.get());
+	if (n.runCmd(ctx.get(), script.c_str()) != 0) {
+		std::string err = n.errorBuffer(ctx.get());
+		while (!err.empty() && (err.back() == '\n' || err.back() == ' '))
+			err.pop_back();
+		for (auto& c : err)
+			if (c == '\n')
+				c = ' ';
+		return fail("network: nftables %s: %s", where, err.c_str());
+	}
+	return {};
+}
+
+// Slots in use by the host ends "pk-N" that exist right now. The pool is
+// host-wide (the host table names it): an end with an address outside
+// `pool` means containers of another pool are running, and rewriting the
+// table for ours would cut them off, so that is refused.
+Result<std::vector<uint32_t>> usedSlots(nl_sock* sk, Ipv4Net pool)
+{
+	nl_cache* raw = nullptr;
+	if (int e = rtnl_link_alloc_cache(sk, AF_UNSPEC, &raw); e < 0)
+		return fail("network: list links: %s", nl_geterror(e));
+	std::unique_ptr<nl_cache, NlCacheFree> links(raw);
+	std::vector<uint32_t> used;
+	std::vector<int> ends;
+	for (nl_object* o = nl_cache_get_first(links.get()); o; o = nl_cache_get_next(o)) {
+		const char* name = rtnl_link_get_name((rtnl_link*)o);
+		if (auto slot = name ? slotOfIfname(name) : std::nullopt) {
+			used.push_back(*slot);
+			ends.push_back(rtnl_link_get_ifindex((rtnl_link*)o));
+		}
+	}
+	if (ends.empty())
+		return used;
+	raw = nullptr;
+	if (int e = rtnl_addr_alloc_cache(sk, &raw); e < 0)
+		return fail("network: list addresses: %s", nl_geterror(e));
+	std::unique_ptr<nl_cache, NlCacheFree> addrs(raw);
+	for (nl_object* o = nl_cache_get_first(addrs.get()); o; o = nl_cache_get_next(o)) {
+		auto* a = (rtnl_addr*)o;
+		nl_addr* local = rtnl_addr_get_local(a);
+		if (rtnl_addr_get_family(a) != AF_INET || !local || nl_addr_get_len(local) != 4 ||
+		    std::find(ends.begin(), ends.end(), rtnl_addr_get_ifindex(a)) == ends.end())
+			continue;
+		uint32_t be;
+		std::memcpy(&be, nl_addr_get_binary_addr(local), 4);
+		if (!contains(pool, ntohl(be)))
+			return fail("network: a running container has %s, outside the pool %s; the pool is host-wide, "
+				    "so every container must use the same --network-pool",
+				    formatIpv4(ntohl(be)).c_str(), formatIpv4Net(pool).c_str());
+	}
+	return used;
+}
+
+// Creates the pair: host end "pk-N" here, "eth0" directly in the child's
+// netns. EEXIST means another start took slot N between our listing and
+// our create (or a dying namespace still holds it): take the next one.
+Result<uint32_t> createVeth(nl_sock* sk, Ipv4Net pool, int childNs, std::vector<uint32_t> used)
+{
+	uint32_t from = 0;
+	for (int attempt = 0; attempt < 64; attempt++) {
+		auto slot = firstFreeSlot(used, slotCount(pool), from);
+		if (!slot)
+			return failErrno(EADDRINUSE, "network: every slot of the pool %s is taken",
+					 formatIpv4Net(pool).c_str());
+		std::string name = slotIfname(*slot);
+		std::unique_ptr<rtnl_link, VethRelease> veth(rtnl_link_veth_alloc());
+		if (!veth)
+			return failErrno(ENOMEM, "network: veth");
+		rtnl_link_set_name(veth.get(), name.c_str());
+		NlLink peer(rtnl_link_veth_get_peer(veth.get()));
+		rtnl_link_set_name(peer.get(), kContainerIf);
+		rtnl_link_set_ns_fd(peer.get(), childNs);
+		int e = rtnl_link_add(sk, veth.get(), NLM_F_CREATE | NLM_F_EXCL);
+		if (e == -NLE_EXIST) {
+			used.push_back(*slot);
+			from = *slot + 1;
+			continue;
+		}
+		if (auto r = nlCheck(e, "create veth", name); !r)
+			return tl::unexpected(r.error());
+		return *slot;
+	}
+	return failErrno(EADDRINUSE, "network: no free slot in the pool %s after 64 tries",
+			 formatIpv4Net(pool).c_str());
+}
+
+// Runs fn with this (single-threaded) process in the netns `target`; every
+// socket fn opens stays bound to that netns. Coming back cannot fail for
+// host root; if it did, staying in the container's netns would be a bug.
+template <typename Fn>
+Result<void> inNetns(int target, int home, Fn&& fn)
+{
+	if (setns(target, CLONE_NEWNET) < 0)
+		return failErrno(errno, "network: enter the container's network namespace");
+	Result<void> r = fn();
+	if (setns(home, CLONE_NEWNET) < 0)
+		die("cannot return to the host network namespace");
+	return r;
+}
+
+bool isHostAddress(uint32_t addr)
+{
+	struct ifaddrs* list = nullptr;
+	if (getifaddrs(&list) < 0)
+		return false;
+	bool found = false;
+	for (auto* i = list; i; i = i->ifa_next)
+		if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
+		    ntohl(((sockaddr_in*)i->ifa_addr)->sin_addr.s_addr) == addr)
+			found = true;
+	freeifaddrs(list);
+	return found;
+}
+
+std::optional<std::string> readSmallFile(const char* path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return std::nullopt;
+	UniqueFd f(fd);
+	std::string s;
+	char buf[4096];
+	ssize_t n;
+	while ((n = read(fd, buf, sizeof(buf))) > 0 && s.size() < (1u << 20))
+		s.append(buf, (size_t)n);
+	return s;
+}
+
+// Does the rootfs have a regular /etc/resolv.conf (symlinks followed inside
+// the rootfs) for the child to mount over? The rootfs is never written.
+bool rootfsHasResolvConf(const std::string& root)
+{
+	int rfd = open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (rfd < 0)
+		return false;
+	UniqueFd r(rfd);
+	struct open_how how {};
+	how.flags = O_PATH | O_CLOEXEC;
+	how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+	int fd = (int)syscall(SYS_openat2, rfd, "etc/resolv.conf", &how, sizeof(how));
+	if (fd < 0)
+		return false;
+	UniqueFd f(fd);
+	struct stat st;
+	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+} // namespace
+
+Result<void> prepareNetwork(const Spec& spec, NetworkOptions& net, std::vector<std::string>& warnings)
+{
+	if (net.mode == NetworkMode::Host) {
+		if (!net.allowHost)
+			return fail("--network host: refused; a container on the host's network reaches host "
+				    "services and other instances (see --allow-host-network)");
+		return fail("--network host: not supported even with --allow-host-network: pukaipu-run always "
+			    "gives the container its own network namespace (clone3 with CLONE_NEWNET); use "
+			    "--network egress");
+	}
+	if (net.mode != NetworkMode::Egress)
+		return {};
+	if (net.nameservers.empty()) {
+		auto etc = readSmallFile("/etc/resolv.conf");
+		auto sd = readSmallFile("/run/systemd/resolve/resolv.conf");
+		std::optional<std::string_view> sdView;
+		if (sd)
+			sdView = *sd;
+		auto ns = chooseNameservers(etc ? *etc : std::string(), sdView, warnings);
+		if (!ns)
+			return tl::unexpected(ns.error());
+		net.nameservers = std::move(*ns);
+	}
+	if (auto r = normalizeNetworkOptions(net); !r)
+		return r;
+	for (uint32_t ns : net.nameservers)
+		if (isHostAddress(ns))
+			return fail("nameserver %s: an address of this host, and containers reach no host port; "
+				    "give a resolver elsewhere with --dns",
+				    formatIpv4(ns).c_str());
+	if (net.nameservers.size() > 3)
+		warnings.push_back("more than 3 nameservers: the container's resolv.conf keeps the first 3");
+
+	bool specMounts = false;
+	for (const auto& m : spec.mounts)
+		specMounts = specMounts || m.destination == "/etc/resolv.conf";
+	if (specMounts)
+		net.resolvConf.clear(); // the spec's own resolv.conf wins
+	else if (!rootfsHasResolvConf(spec.rootPath))
+		warnings.push_back("the rootfs has no /etc/resolv.conf file to mount over: DNS is not configured "
+				   "in the container");
+	else
+		net.resolvConf = formatResolvConf(net.nameservers);
+	return {};
+}
+
+bool forwardingWillBeEnabled(const NetworkOptions& net)
+{
+	if (net.mode != NetworkMode::Egress)
+		return false;
+	auto v = readSmallFile("/proc/sys/net/ipv4/ip_forward");
+	return !v || v->empty() || (*v)[0] != '1';
+}
+
+Result<void> networkFromParent(pid_t child, const NetworkOptions& net)
+{
+	if (net.mode != NetworkMode::Egress)
+		return {};
+	char path[64];
+	std::snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)child);
+	UniqueFd childNs(open(path, O_RDONLY | O_CLOEXEC));
+	if (!childNs)
+		return failErrno(errno, "network: open '%s'", path);
+	UniqueFd hostNs(open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
+	if (!hostNs)
+		return failErrno(errno, "network: open /proc/self/ns/net");
+
+	// 1. Under a lock, so concurrent starts neither rewrite the host table
+	//    under each other's pool check nor keep colliding on slots (EEXIST
+	//    would still be handled without it).
+	auto dir = net.lockPath.substr(0, net.lockPath.rfind('/'));
+	if (!dir.empty() && mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST)
+		return failErrno(errno, "network: mkdir '%s'", dir.c_str());
+	UniqueFd lock(open(net.lockPath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+	if (!lock)
+		return failErrno(errno, "network: open '%s'", net.lockPath.c_str());
+	if (flock(lock.get(), LOCK_EX) < 0)
+		return failErrno(errno, "network: lock '%s'", net.lockPath.c_str());
+	auto sk = routeSocket();
+	if (!sk)
+		return tl::unexpected(sk.error());
+	auto used = usedSlots(sk->get(), net.pool);
+	if (!used)
+		return tl::unexpected(used.error());
+
+	// 2. The host table: generic, the same for every container.
+	if (auto r = applyNft(hostRules(net.pool), "host table"); !r)
+		return r;
+	// 3. Routing between the veth and the uplink (host-wide, left on).
+	if (auto r = writeSysctl("/proc/sys/net/ipv4/ip_forward", "1"); !r)
+		return r;
+
+	// 4. A slot and the veth pair; the host end gets its address (which the
+	//    next start's pool check sees) and goes up.
+	auto slot = createVeth(sk->get(), net.pool, childNs.get(), std::move(*used));
+	if (!slot)
+		return tl::unexpected(slot.error());
+	const SlotAddresses addrs = slotAddresses(net.pool, *slot);
+	if (auto r = configureLink(sk->get(), slotIfname(*slot), addrs.host); !r)
+		return r;
+	lock.reset();
+
+	// 5. Inside: the container's own table first, so eth0 never carries a
+	//    packet unfiltered; then address, link up, default route.
+	return inNetns(childNs.get(), hostNs.get(), [&]() -> Result<void> {
+		if (auto r = applyNft(containerRules(net), "container table"); !r)
+			return r;
+		auto in = routeSocket();
+		if (!in)
+			return tl::unexpected(in.error());
+		if (auto r = configureLink(in->get(), kContainerIf, addrs.container); !r)
+			return r;
+		auto idx = ifindexOf(in->get(), kContainerIf);
+		if (!idx)
+			return tl::unexpected(idx.error());
+		return addDefaultRoute(in->get(), *idx, addrs.host);
+	});
+}
+
+Result<void> networkInChild(const NetworkOptions& net) noexcept
+{
+	if (net.mode != NetworkMode::Egress || net.resolvConf.empty())
+		return {};
+	// The rootfs is read-only and never written, and nothing may be left on
+	// the host: the file lives in a tiny tmpfs of our own. To bind one file
+	// of it, the tmpfs is stacked briefly on /etc (the bind source must be
+	// attached in our namespace), the file is bound over the rootfs's
+	// /etc/resolv.conf (reached by an fd opened before /etc was covered),
+	// and the tmpfs is detached again; the bind keeps it alive.
+	int target = open("/etc/resolv.conf", O_PATH | O_CLOEXEC);
+	if (target < 0)
+		return failErrno(errno, "network: open /etc/resolv.conf in the container");
+	UniqueFd targetFd(target);
+	if (mount("tmpfs", "/etc", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=16k,nr_inodes=4,mode=0755") < 0)
+		return failErrno(errno, "network: tmpfs for resolv.conf");
+	int f = open("/etc/resolv.conf", O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
+	bool ok = f >= 0 && write(f, net.resolvConf.data(), net.resolvConf.size()) == (ssize_t)net.resolvConf.size();
+	int err = errno;
+	if (f >= 0)
+		close(f);
+	char dest[32];
+	std::snprintf(dest, sizeof(dest), "/proc/self/fd/%d", target);
+	if (ok && mount("/etc/resolv.conf", dest, nullptr, MS_BIND, nullptr) < 0) {
+		ok = false;
+		err = errno;
+	}
+	if (umount2("/etc", MNT_DETACH) < 0)
+		return failErrno(errno, "network: detach the resolv.conf tmpfs");
+	if (!ok)
+		return failErrno(err, "network: write /etc/resolv.conf");
+	if (mount(nullptr, "/etc/resolv.conf", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		  nullptr) < 0)
+		return failErrno(errno, "network: remount /etc/resolv.conf read-only");
+	return {};
+}
+
+} // namespace pukaipu
