@@ -1,0 +1,370 @@
+"""Fixtures for the desktop tests: the real rootfs (built by rootfs-builder,
+cached outside the clone), test certificates (openssl CLI), an OCI bundle that
+runs the rootfs's own payload /usr/lib/pukaipu/xpra-session under
+pukaipu-run with a socket-activated TLS port, and host-side measurements.
+
+Used by tests/integration/test_desktop.py; also handy by hand:
+    sudo PUKAIPU_RUN=build/launcher/pukaipu-run python3 -c \
+        'import desktop_harness as d; print(d.ensure_rootfs())'
+"""
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.environ.get("PUKAIPU_SOURCE_ROOT") or os.path.dirname(os.path.dirname(HERE))
+RUN = os.environ.get("PUKAIPU_RUN", "")
+TMP = os.environ.get("PUKAIPU_TEST_TMP", "/tmp/pukaipu-tests")
+BUILDER = os.path.join(SRC, "rootfs-builder", "rootfs-builder")
+# Outside the clone: a 1.1 GiB tree that survives `git clean` and new clones;
+# the builder rebuilds it when the manifest (or a file it copies) changes.
+CACHE = os.environ.get("PUKAIPU_TEST_ROOTFS_CACHE", "/var/cache/pukaipu-tests/rootfs")
+UID = GID = 3999
+CHECKER_DIR = "/tmp/pukaipu-tests"          # where HERE is bind-mounted inside
+CHECK_OUT = "/data/home/desktop-check.json"
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def ensure_rootfs(manifest="default"):
+    """Builds (or reuses) the rootfs; returns its path. Raises on failure."""
+    t0 = time.monotonic()
+    r = subprocess.run([BUILDER, "--output-dir", CACHE, "--quiet", manifest],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1800)
+    sys.stderr.write(r.stderr)
+    if r.returncode:
+        raise RuntimeError(f"rootfs-builder {manifest} failed (exit {r.returncode}): "
+                           f"{(r.stderr.strip().splitlines() or ['no output'])[-1]}")
+    path = os.path.join(CACHE, manifest)
+    log(f"rootfs {path} ready after {time.monotonic() - t0:.1f} s")
+    return path
+
+
+def openssl(*args, cwd):
+    r = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"openssl {' '.join(args[:2])}: {r.stderr.strip()}")
+
+
+def make_ca(d, name, cn):
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2", "-subj", f"/CN={cn}",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            cwd=d)
+
+
+def make_leaf(d, name, ca, cn, usage, san=None):
+    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}", cwd=d)
+    ext = os.path.join(d, f"{name}.ext")
+    with open(ext, "w") as f:
+        f.write(f"basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                f"extendedKeyUsage={usage}\n" + (f"subjectAltName={san}\n" if san else ""))
+    openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+            "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", ext, cwd=d)
+
+
+def make_certs():
+    """Test PKI in TMP/desktop-pki (made once per build dir):
+    server.crt/key (CN=localhost), client-ca + client (the instance's CA and
+    the user's certificate), rogue-ca + rogue (a CA that is put into the
+    container's *system* trust store, which xpra must not trust).
+    Returns (pki_dir, certs_dir_for_the_container, rogue_trust_dir)."""
+    d = os.path.join(TMP, "desktop-pki")
+    done = os.path.join(d, ".done")
+    if not os.path.exists(done):
+        os.makedirs(d, mode=0o755, exist_ok=True)
+        make_ca(d, "server-ca", "pukaipu test server CA")
+        make_leaf(d, "server", "server-ca", "localhost", "serverAuth", "DNS:localhost,IP:127.0.0.1")
+        make_ca(d, "client-ca", "pukaipu test instance client CA")
+        make_leaf(d, "client", "client-ca", "test-user", "clientAuth")
+        make_ca(d, "rogue-ca", "pukaipu test rogue CA (system store)")
+        make_leaf(d, "rogue", "rogue-ca", "test-user", "clientAuth")
+        with open(done, "w"):
+            pass
+    # What the container sees at /run/pukaipu/tls: the key readable by the
+    # instance's uid only.
+    certs = os.path.join(d, "container-certs")
+    os.makedirs(certs, mode=0o755, exist_ok=True)
+    for src, dst, mode, owner in (("server.crt", "server.crt", 0o644, 0), ("server.key", "server.key", 0o600, UID),
+                                  ("client-ca.crt", "client-ca.crt", 0o644, 0)):
+        with open(os.path.join(d, src), "rb") as f:
+            data = f.read()
+        p = os.path.join(certs, dst)
+        with open(p, "wb") as f:
+            f.write(data)
+        os.chown(p, owner, owner)
+        os.chmod(p, mode)
+    # A system trust store holding the rogue CA, for /etc/ssl/certs.
+    rogue = os.path.join(d, "rogue-trust")
+    os.makedirs(rogue, mode=0o755, exist_ok=True)
+    with open(os.path.join(d, "rogue-ca.crt")) as f:
+        pem = f.read()
+    with open(os.path.join(rogue, "ca-certificates.crt"), "w") as f:
+        f.write(pem)
+    h = subprocess.run(["openssl", "x509", "-noout", "-hash", "-in", os.path.join(d, "rogue-ca.crt")],
+                       capture_output=True, text=True, check=True).stdout.strip()
+    with open(os.path.join(rogue, f"{h}.0"), "w") as f:
+        f.write(pem)
+    return d, certs, rogue
+
+
+def passwd_files():
+    """/etc/passwd and /etc/group for the container, as pukaipu-run writes them."""
+    d = os.path.join(TMP, "desktop-etc")
+    os.makedirs(d, mode=0o755, exist_ok=True)
+    files = {
+        "passwd": "root:x:0:0:root:/root:/usr/sbin/nologin\n"
+                  f"desktop-test:x:{UID}:{GID}:desktop test:/data/home:/bin/bash\n"
+                  "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+        "group": f"root:x:0:\ndesktop-test:x:{GID}:\nnogroup:x:65534:\n",
+    }
+    out = []
+    for name, text in files.items():
+        p = os.path.join(d, name)
+        with open(p, "w") as f:
+            f.write(text)
+        os.chmod(p, 0o644)
+        out.append(p)
+    return out
+
+
+def seccomp_profile(name):
+    with open(os.path.join(SRC, "profiles", "seccomp", f"{name}.json")) as f:
+        return json.load(f)
+
+
+def fresh_home(name):
+    home = os.path.join(TMP, "desktop-homes", name)
+    subprocess.run(["rm", "-rf", home], check=True)
+    os.makedirs(os.path.dirname(home), mode=0o755, exist_ok=True)
+    os.chmod(os.path.dirname(home), 0o755)
+    os.mkdir(home, 0o700)
+    os.chown(home, UID, GID)
+    return home
+
+
+def desktop_spec(rootfs, home, certs, seccomp="default", args=None, env=None, trust_store=None):
+    """The bundle for one desktop: the rootfs's xpra-session as PID 2 (the
+    same payload pukaipu's instances run), socket-activated on fd 3, with
+    the mounts and environment pukaipu-run gives an instance (launcher/
+    instance.cc composeSpec) plus the checker's directory."""
+    passwd, group = passwd_files()
+    mounts = [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=1g"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+         "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]},
+        {"destination": "/tmp/.X11-unix", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "nodev", "noexec", "mode=1777", "size=1m"]},
+        {"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=755"]},
+        {"destination": f"/run/user/{UID}", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "nodev", "mode=700"]},
+        {"destination": "/data/home", "type": "bind", "source": home, "options": ["rbind", "rw"]},
+        {"destination": "/run/pukaipu/tls", "type": "bind", "source": certs, "options": ["bind", "ro"]},
+        {"destination": "/etc/passwd", "type": "bind", "source": passwd, "options": ["bind", "ro"]},
+        {"destination": "/etc/group", "type": "bind", "source": group, "options": ["bind", "ro"]},
+        {"destination": CHECKER_DIR, "type": "bind", "source": HERE, "options": ["bind", "ro"]},
+    ]
+    if trust_store:
+        mounts.append({"destination": "/etc/ssl/certs", "type": "bind", "source": trust_store,
+                       "options": ["bind", "ro"]})
+    e = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": "/data/home",
+        "USER": "desktop-test",
+        "LOGNAME": "desktop-test",
+        "LANG": "C.UTF-8",
+        "XDG_RUNTIME_DIR": f"/run/user/{UID}",
+        "XDG_CONFIG_HOME": "/data/home/.config",
+        "XDG_CACHE_HOME": "/data/home/.cache",
+        "PUKAIPU_TLS_DIR": "/run/pukaipu/tls",
+        "LISTEN_FDS": "1",
+        "LISTEN_PID": "2",
+        "XPRA_SD_SOCKET_TYPE": "ssl",
+        "PUKAIPU_TEST_OFFLINE": "1",
+        "PUKAIPU_CHECK_OUT": CHECK_OUT,
+    }
+    e.update(env or {})
+    spec = {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": UID, "gid": GID},
+            "args": args or ["/usr/lib/pukaipu/xpra-session", f"--start={CHECKER_DIR}/desktop-check"],
+            "env": [f"{k}={v}" for k, v in e.items()],
+            "cwd": "/data/home",
+            "noNewPrivileges": True,
+            "apparmorProfile": "pukaipu-session",
+            "rlimits": [{"type": "RLIMIT_CORE", "hard": 0, "soft": 0}],
+        },
+        "root": {"path": rootfs, "readonly": True},
+        "hostname": "pukaipu-desktop",
+        "mounts": mounts,
+        "linux": {
+            "namespaces": [{"type": t} for t in ("user", "mount", "pid", "ipc", "uts", "network", "cgroup")],
+            "uidMappings": [{"containerID": UID, "hostID": UID, "size": 1}],
+            "gidMappings": [{"containerID": GID, "hostID": GID, "size": 1}],
+            "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug",
+                            "/sys/firmware", "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+        },
+    }
+    if seccomp:
+        spec["linux"]["seccomp"] = seccomp_profile(seccomp)
+    return spec
+
+
+def write_bundle(name, spec):
+    d = os.path.join(TMP, "bundles", name)
+    os.makedirs(d, mode=0o755, exist_ok=True)
+    for p in (os.path.join(TMP, "bundles"), d):
+        os.chmod(p, 0o755)
+    tmp = os.path.join(d, "config.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(spec, f, indent=1)
+    os.replace(tmp, os.path.join(d, "config.json"))
+    return d
+
+
+class Desktop:
+    """One running container: pukaipu-run with a listening socket as fd 3."""
+
+    def __init__(self, name, spec):
+        self.name = name
+        self.bundle = write_bundle(name, spec)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.log_path = os.path.join(TMP, f"desktop-{name}.log")
+        self.logf = open(self.log_path, "w")
+        fd = self.sock.fileno()
+        cmd = [RUN, "--bundle", self.bundle, "--preserve-fds", "1", "--apparmor", "optional",
+               "--seccomp-cache", os.path.join(TMP, "seccomp-cache"), "--grace", "5"]
+        self.t0 = time.monotonic()
+        # The socket must be fd 3 in pukaipu-run: let sh move it there.
+        move = "" if fd == 3 else f"3<&{fd} {fd}<&-"
+        self.proc = subprocess.Popen(["/bin/sh", "-c", f'exec "$@" {move}', "sh", *cmd],
+                                     pass_fds=(fd,), stdin=subprocess.DEVNULL,
+                                     stdout=self.logf, stderr=subprocess.STDOUT)
+        # The parent keeps its copy: closing it would not stop xpra, and the
+        # test's connections go to the same socket either way.
+
+    def pids(self):
+        """The container's processes as host PIDs (below pukaipu-run)."""
+        seen, todo = set(), [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            try:
+                for t in os.listdir(f"/proc/{pid}/task"):
+                    with open(f"/proc/{pid}/task/{t}/children") as f:
+                        for c in f.read().split():
+                            if int(c) not in seen:
+                                seen.add(int(c))
+                                todo.append(int(c))
+            except OSError:
+                pass
+        return seen
+
+    def pss_kib(self, pids=None):
+        total = 0
+        for pid in pids if pids is not None else self.pids():
+            try:
+                with open(f"/proc/{pid}/smaps_rollup") as f:
+                    for line in f:
+                        if line.startswith("Pss:"):
+                            total += int(line.split()[1])
+                            break
+            except OSError:
+                pass
+        return total
+
+    def log_tail(self, n=40):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def stop(self, timeout=20):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.sock.close()
+        self.logf.close()
+        return self.proc.returncode
+
+
+def client_context(pki, cert=None):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(os.path.join(pki, "server-ca.crt"))
+    if cert:
+        ctx.load_cert_chain(os.path.join(pki, f"{cert}.crt"), os.path.join(pki, f"{cert}.key"))
+    return ctx
+
+
+def tls_get(port, ctx, timeout=10.0):
+    """TLS handshake + `GET /` on 127.0.0.1:port. Returns ("http", status line)
+    when the server answered over HTTP, else ("refused", why)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                data = b""
+                while b"\r\n" not in data:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+    except (ssl.SSLError, OSError) as e:
+        return "refused", f"{type(e).__name__}: {e}"
+    if data.startswith(b"HTTP/"):
+        return "http", data.split(b"\r\n")[0].decode(errors="replace")
+    return "refused", f"no HTTP answer ({data[:40]!r})"
+
+
+def wait_tls_ready(d, ctx, timeout=60.0):
+    """Seconds from launch until a TLS handshake with the client certificate
+    completes (the TCP port itself accepts at once: the host made it)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and d.proc.poll() is None:
+        try:
+            with socket.create_connection(("127.0.0.1", d.port), timeout=max(0.1, end - time.monotonic())) as raw:
+                raw.settimeout(max(0.1, end - time.monotonic()))
+                with ctx.wrap_socket(raw, server_hostname="localhost"):
+                    return time.monotonic() - d.t0
+        except (ssl.SSLError, OSError):
+            time.sleep(0.05)
+    return None
+
+
+def wait_check(home, d, timeout=120.0):
+    """The checker's JSON (written inside the container into the home dir)."""
+    path = os.path.join(home, os.path.basename(CHECK_OUT))
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and d.proc.poll() is None:
+        if os.path.exists(path):
+            with open(path) as f:
+                return json.load(f)
+        time.sleep(0.2)
+    return None

@@ -1,0 +1,263 @@
+"""The real desktop (issue 4): Xpra + Xvfb + Qtile + Chromium from the rootfs
+that rootfs-builder makes, under pukaipu-run with the Chrome-aware seccomp
+profile (and its log-mode variant), the browser's own sandbox ON.
+
+The payload is the rootfs's /usr/lib/pukaipu/xpra-session as PID 2 with a
+socket-activated TLS port (fd 3, bound here on 127.0.0.1), exactly as an
+instance runs it; `--start=desktop-check` (tests/desktop) looks at the
+desktop from inside the container and writes JSON into the home directory.
+The container has loopback only, and the browser runs with background
+networking off: nothing leaves the machine.
+
+The rootfs is cached in /var/cache/pukaipu-tests/rootfs/default (override:
+PUKAIPU_TEST_ROOTFS_CACHE) and rebuilt by rootfs-builder only when its
+manifest or a file it copies changes (about 1-2 minutes with a good mirror).
+"""
+import os
+import sys
+import time
+import unittest
+
+import harness as h
+
+sys.path.insert(0, os.path.join(h.SRC or os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                "tests", "desktop"))
+import desktop_harness as d  # noqa: E402
+
+ROOTFS = PKI = CERTS = ROGUE_TRUST = None
+
+
+def setUpModule():
+    global ROOTFS, PKI, CERTS, ROGUE_TRUST
+    os.makedirs(h.TMP, mode=0o755, exist_ok=True)
+    os.chmod(h.TMP, 0o755)
+    ROOTFS = d.ensure_rootfs("default")
+    PKI, CERTS, ROGUE_TRUST = d.make_certs()
+
+
+def start_time(pid):
+    """Field 22 of /proc/PID/stat (None when the process is gone): tells a
+    surviving process from a new one that reused its PID."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def measure(line):
+    print(f"MEASURE {line}", flush=True)
+
+
+class DesktopRun:
+    """One desktop under PROFILE, started once for the class; the tests read
+    what was seen. Subclasses set PROFILE."""
+    PROFILE = None
+    STALE_LOCK = "crashed-host-4242"
+    USER_QTILE_CONFIG = False  # a ~/.config/qtile/config.py with the bar at the bottom
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ready = cls.seen = cls.lock_after = None
+        cls.with_cert = cls.without_cert = cls.rogue_cert = ("not tried", "")
+        cls.pss_mib, cls.nprocs, cls.before = 0, 0, {}
+        name = f"desktop-{cls.PROFILE}"
+        cls.home = d.fresh_home(name)
+        # A crash leftover the session start must clear.
+        prof = os.path.join(cls.home, "brave-profile")
+        os.mkdir(prof, 0o700)
+        os.symlink(cls.STALE_LOCK, os.path.join(prof, "SingletonLock"))
+        for p in (prof, os.path.join(prof, "SingletonLock")):
+            os.lchown(p, d.UID, d.GID)
+        if cls.USER_QTILE_CONFIG:
+            with open(os.path.join(ROOTFS, "etc/xdg/qtile/config.py")) as f:
+                text = f.read()
+            assert "top=bar.Bar(" in text
+            cfg = os.path.join(cls.home, ".config", "qtile")
+            os.makedirs(cfg)
+            with open(os.path.join(cfg, "config.py"), "w") as f:
+                f.write(text.replace("top=bar.Bar(", "bottom=bar.Bar("))
+            for p in (os.path.dirname(cfg), cfg, os.path.join(cfg, "config.py")):
+                os.chown(p, d.UID, d.GID)
+        cls.desk = d.Desktop(name, d.desktop_spec(ROOTFS, cls.home, CERTS, seccomp=cls.PROFILE))
+        try:
+            ctx = d.client_context(PKI, "client")
+            cls.ready = d.wait_tls_ready(cls.desk, ctx)
+            cls.with_cert = d.tls_get(cls.desk.port, ctx)
+            cls.without_cert = d.tls_get(cls.desk.port, d.client_context(PKI))
+            cls.rogue_cert = d.tls_get(cls.desk.port, d.client_context(PKI, "rogue"))
+            cls.seen = d.wait_check(cls.home, cls.desk)
+            pids = cls.desk.pids()
+            cls.pss_mib = cls.desk.pss_kib(pids) / 1024
+            cls.nprocs = len(pids)
+            cls.before = {p: start_time(p) for p in pids}
+            cls.lock_after = os.readlink(os.path.join(prof, "SingletonLock")) \
+                if os.path.islink(os.path.join(prof, "SingletonLock")) else None
+        finally:
+            t0 = time.monotonic()
+            cls.exit_status = cls.desk.stop()
+            cls.stop_seconds = time.monotonic() - t0
+            cls.left = [p for p, t in cls.before.items() if t is not None and start_time(p) == t]
+        measure(f"profile={cls.PROFILE} port_ready_s={cls.ready if cls.ready is None else round(cls.ready, 2)} "
+                f"pss_mib={cls.pss_mib:.0f} processes={cls.nprocs} "
+                f"desktop_complete_after_s={cls.seen and cls.seen.get('waited')} stop_s={cls.stop_seconds:.1f}")
+        if not (cls.seen and cls.seen.get("complete")):
+            print(f"--- pukaipu-run/xpra log tail ({cls.desk.log_path}):\n{cls.desk.log_tail(60)}", flush=True)
+
+    def setUp(self):
+        self.assertIsNotNone(self.seen, "desktop-check wrote nothing; log:\n" + self.desk.log_tail(40))
+
+    def procs(self, role):
+        return [p for p in self.seen["processes"] if p["role"] == role]
+
+    def test_tls_port_ready(self):
+        self.assertIsNotNone(self.ready, "no TLS handshake with the client certificate within 60 s")
+        self.assertLess(self.ready, 30)
+
+    def test_client_certificate_opens_the_desktop(self):
+        self.assertEqual(self.with_cert[0], "http", self.with_cert)
+        self.assertIn(" 200 ", self.with_cert[1] + " ")
+
+    def test_no_certificate_is_refused(self):
+        self.assertEqual(self.without_cert[0], "refused", self.without_cert)
+        self.assertIn("CERTIFICATE_REQUIRED", self.without_cert[1].upper())
+
+    def test_certificate_from_another_ca_is_refused(self):
+        self.assertEqual(self.rogue_cert[0], "refused", self.rogue_cert)
+
+    def test_xpra_xvfb_qtile_browser_run(self):
+        for role in ("xpra", "xvfb", "qtile", "browser"):
+            self.assertTrue(self.procs(role), f"no {role} process in the container")
+        self.assertEqual(self.procs("xpra")[0]["pid"], 2, "xpra must be PID 2 (socket activation)")
+        self.assertTrue(self.seen["complete"], "the desktop did not come up completely")
+
+    def test_everything_is_the_user_and_confined(self):
+        me = self.seen["self"]
+        self.assertEqual(me["Seccomp"], "2")
+        self.assertEqual(me["NoNewPrivs"], "1")
+        self.assertEqual(me["CapEff"], "0000000000000000")
+        for p in self.seen["processes"]:
+            self.assertEqual(p["uid"], [str(d.UID)], p["argv"][:1])
+            self.assertEqual(p["seccomp"], "2", f"pid {p['pid']} {p['argv'][:1]} not under seccomp")
+
+    def test_browser_sandbox_is_on(self):
+        for p in self.seen["processes"]:
+            self.assertNotIn("--no-sandbox", p["argv"], p["argv"][:1])
+        renderers = self.procs("browser:renderer")
+        self.assertTrue(renderers, "no renderer process")
+        own = int(self.seen["self"]["Seccomp_filters"])
+        for r in renderers:
+            # Nested namespaces, read from the container's /proc.
+            self.assertTrue(r["ns_user"].startswith("user:["), r["ns_user"])
+            self.assertNotEqual(r["ns_user"], self.seen["self"]["ns_user"], "renderer shares the container's userns")
+            self.assertNotEqual(r["ns_pid"], self.seen["self"]["ns_pid"], "renderer shares the container's pidns")
+            self.assertNotEqual(r["ns_net"], self.seen["self"]["ns_net"], "renderer shares the container's netns")
+            self.assertGreaterEqual(len(r["nspid"]), 2, "renderer not in a nested PID namespace")
+            # Seccomp: 2 (filter mode) with Chromium's own filter stacked on ours.
+            self.assertEqual(r["seccomp"], "2")
+            self.assertGreater(int(r["seccomp_filters"]), own, "renderer has no seccomp filter of its own")
+
+    def test_browser_window_and_qtile_bar_exist(self):
+        w = self.seen["windows"]
+        self.assertTrue(w["browser_windows"], "no visible browser window")
+        bars = [b for b in w["qtile_internal"] if b["viewable"] and b.get("Width") == w["screen"][0]]
+        self.assertTrue(bars, f"no screen-wide Qtile bar: {w}")
+        if self.USER_QTILE_CONFIG:
+            # The user's ~/.config/qtile/config.py wins over /etc/xdg/qtile.
+            self.assertEqual(bars[0].get("Absolute upper-left Y"), w["screen"][1] - bars[0]["Height"],
+                             "the user's config puts the bar at the bottom")
+        else:
+            self.assertEqual(bars[0].get("Absolute upper-left Y"), 0, "the system config puts the bar at the top")
+
+    def test_network_is_loopback_only_and_browser_quiet(self):
+        net = self.seen["network"]
+        self.assertEqual(net["interfaces"], ["lo"])
+        self.assertEqual(net["ipv4_routes"], 0)
+        self.assertEqual(net["ipv6_routes_not_lo"], 0)
+        main = self.procs("browser")
+        browser = [p for p in main if p["argv"] and p["argv"][0].endswith(("/chromium", "/brave"))]
+        self.assertTrue(browser)
+        for flag in ("--disable-background-networking", "--disable-component-update", "--no-pings",
+                     "--user-data-dir=/data/home/brave-profile", "--no-first-run"):
+            self.assertIn(flag, browser[0]["argv"])
+
+    def test_only_xpra_sees_the_client_ca_as_default_trust(self):
+        xpra = self.procs("xpra")[0]
+        self.assertTrue(xpra["has_ssl_cert_env"], "xpra runs without SSL_CERT_FILE")
+        for role in ("qtile", "browser"):
+            for p in self.procs(role):
+                if p["env_readable"]:
+                    self.assertFalse(p["has_ssl_cert_env"], f"{role} inherited SSL_CERT_FILE")
+
+    def test_new_commands_cannot_be_started(self):
+        c = self.seen["control_start"]
+        self.assertNotEqual(c["rc"], 0, c)
+
+    def test_stale_singleton_lock_was_cleared(self):
+        self.assertIsNotNone(self.lock_after, "the browser holds no SingletonLock")
+        self.assertNotEqual(self.lock_after, self.STALE_LOCK)
+        self.assertTrue(self.lock_after.startswith("pukaipu-desktop-"), self.lock_after)
+        self.assertTrue(os.path.isdir(os.path.join(self.home, "Downloads")))
+
+    def test_stops_cleanly(self):
+        self.assertEqual(self.exit_status, 128 + 15, self.desk.log_tail(20))
+        self.assertLess(self.stop_seconds, 15)
+        self.assertEqual(self.left, [])
+
+
+class DefaultProfile(DesktopRun, unittest.TestCase):
+    PROFILE = "default"
+
+
+class LogProfile(DesktopRun, unittest.TestCase):
+    PROFILE = "log"
+    USER_QTILE_CONFIG = True
+
+
+class SystemTrustStore(unittest.TestCase):
+    """A client certificate from a CA in the rootfs's system trust store must
+    not open the desktop: xpra calls load_default_certs(), so without
+    xpra-session's SSL_CERT_FILE/SSL_CERT_DIR it would. The control run shows
+    that (same payload, a shim on PATH removes the two variables)."""
+
+    def run_with_rogue_store(self, name, env=None):
+        home = d.fresh_home(name)
+        spec = d.desktop_spec(ROOTFS, home, CERTS, trust_store=ROGUE_TRUST, env=env,
+                              args=["/usr/lib/pukaipu/xpra-session"])
+        desk = d.Desktop(name, spec)
+        try:
+            ready = d.wait_tls_ready(desk, d.client_context(PKI, "client"))
+            self.assertIsNotNone(ready, desk.log_tail(30))
+            return (d.tls_get(desk.port, d.client_context(PKI, "rogue")),
+                    d.tls_get(desk.port, d.client_context(PKI, "client")))
+        finally:
+            desk.stop()
+
+    def test_rogue_ca_in_system_store_is_refused(self):
+        rogue, good = self.run_with_rogue_store("trust-store")
+        self.assertEqual(good[0], "http", good)
+        self.assertEqual(rogue[0], "refused", rogue)
+
+    def test_control_without_the_override_trusts_the_system_store(self):
+        rogue, good = self.run_with_rogue_store(
+            "trust-store-control", env={"PATH": f"{d.CHECKER_DIR}/shim:/usr/local/bin:/usr/bin:/bin"})
+        self.assertEqual(good[0], "http", good)
+        self.assertEqual(rogue[0], "http", "control: xpra did not trust the system store, so the refusal "
+                                           f"above proves nothing: {rogue}")
+
+
+class BrowserScript(unittest.TestCase):
+    def test_refuses_no_sandbox(self):
+        import subprocess
+        home = d.fresh_home("browser-script")
+        spec = d.desktop_spec(ROOTFS, home, CERTS, args=["/usr/lib/pukaipu/browser", "--no-sandbox"])
+        b = d.write_bundle("browser-script", spec)
+        r = subprocess.run([d.RUN, "--bundle", b, "--apparmor", "optional",
+                            "--seccomp-cache", os.path.join(h.TMP, "seccomp-cache")],
+                           capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("refusing '--no-sandbox'", r.stderr)
+
+
+if __name__ == "__main__":
+    h.main()
