@@ -78,6 +78,14 @@ class Inside(unittest.TestCase):
         self.assertNotEqual(lines[3], "write=ok")
         self.assertFalse(os.path.exists(os.path.join(h.rootfs(), "probe-was-here")))
 
+    def test_root_mount_is_ro_nosuid_nodev(self):
+        b = h.bundle("rootflags", h.base_spec(["/bin/sh", "-c", "grep ' / / ' /proc/self/mountinfo"]))
+        res = h.run(b)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        opts = res.stdout.split()[5].split(",")
+        for o in ("ro", "nosuid", "nodev"):
+            self.assertIn(o, opts, res.stdout)
+
     def test_masked_paths(self):
         b = h.bundle("masked", h.base_spec(["/bin/sh", "-c",
                                            "stat -c '%t:%T' /proc/keys; wc -c < /proc/keys; "
