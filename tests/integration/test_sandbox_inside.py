@@ -79,7 +79,7 @@ class Inside(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(h.rootfs(), "probe-was-here")))
 
     def test_root_mount_is_ro_nosuid_nodev(self):
-        b = h.bundle("rootflags", h.base_spec(["/bin/sh", "-c", "grep ' / / ' /proc/self/mountinfo"]))
+        b = h.bundle("rootflags", h.base_spec(["/bin/sh", "-c", "awk '$5 == \"/\"' /proc/self/mountinfo"]))
         res = h.run(b)
         self.assertEqual(res.returncode, 0, res.stderr)
         opts = res.stdout.split()[5].split(",")
