@@ -1,7 +1,6 @@
 #include "config.h"
 
 #include <cstdlib>
-#include <regex>
 #include <sys/stat.h>
 
 #include <nlohmann/json.hpp>
@@ -24,6 +23,8 @@ Paths Paths::fromEnvironment()
 	p.configFile = env("PUKAIPU_CONFIG", std::string(PUKAIPU_SYSCONFDIR) + "/pukaipu.json");
 	p.stateDir = env("PUKAIPU_STATE_DIR", PUKAIPU_STATEDIR);
 	p.runDir = env("PUKAIPU_RUN_DIR", "/run/pukaipu");
+	p.systemdDir = env("PUKAIPU_SYSTEMD_DIR", "/etc/systemd/system");
+	p.systemdDirIsDefault = p.systemdDir == "/etc/systemd/system";
 	return p;
 }
 
@@ -35,8 +36,16 @@ std::string Paths::hostCaDir() const
 
 bool validUserName(const std::string& name)
 {
-	static const std::regex re("[a-z_][a-z0-9_-]{0,31}");
-	return std::regex_match(name, re) && name.back() != '-';
+	// [a-z_][a-z0-9_-]{0,31}, not ending in '-'
+	if (name.empty() || name.size() > 32 || name.back() == '-')
+		return false;
+	for (size_t i = 0; i < name.size(); i++) {
+		char c = name[i];
+		bool ok = (c >= 'a' && c <= 'z') || c == '_' || (i > 0 && ((c >= '0' && c <= '9') || c == '-'));
+		if (!ok)
+			return false;
+	}
+	return true;
 }
 
 namespace {
@@ -74,12 +83,62 @@ Result<std::string> getOneOf(const json& j, const std::string& path, std::initia
 
 } // namespace
 
+Result<std::string> checkMemoryLimit(const std::string& v, const std::string& what)
+{
+	// What MemoryMax= takes, minus "infinity" (that is: no limit): 1 to 16
+	// digits without a leading 0 and an optional K, M, G or T; or 1..100%.
+	std::string u = v;
+	if (!u.empty() && u.back() >= 'a' && u.back() <= 'z')
+		u.back() = (char)(u.back() - 'a' + 'A');
+	size_t digits = u.find_first_not_of("0123456789");
+	std::string rest = digits == std::string::npos ? "" : u.substr(digits);
+	std::string num = u.substr(0, digits);
+	bool ok = !num.empty() && num[0] != '0';
+	if (ok && rest == "%")
+		ok = num.size() <= 3 && std::stoul(num) <= 100;
+	else
+		ok = ok && num.size() <= 16 && (rest.empty() || (rest.size() == 1 && std::string("KMGT").find(rest) != std::string::npos));
+	if (!ok)
+		return fail("%s: '%s' is not a memory size (e.g. 2G, 512M, 25%%)", what.c_str(), v.c_str());
+	return u;
+}
+
+Result<double> checkCpuLimit(double v, const std::string& what)
+{
+	if (!(v >= 0.01 && v <= 1024))
+		return fail("%s: %g is not a number of CPUs between 0.01 and 1024", what.c_str(), v);
+	return v;
+}
+
+Result<uint32_t> checkTasksLimit(uint64_t v, const std::string& what)
+{
+	if (v < 16 || v > 4194304)
+		return fail("%s: %llu is not between 16 and 4194304", what.c_str(), (unsigned long long)v);
+	return (uint32_t)v;
+}
+
+Result<uint32_t> parseDuration(const std::string& v, const std::string& what)
+{
+	// 1 to 7 digits and an optional unit: s, m or h.
+	size_t digits = v.find_first_not_of("0123456789");
+	std::string num = v.substr(0, digits);
+	std::string unitText = digits == std::string::npos ? "" : v.substr(digits);
+	if (num.empty() || num.size() > 7 || !(unitText.empty() || unitText == "s" || unitText == "m" || unitText == "h"))
+		return fail("%s: '%s' is not a duration (e.g. 90s, 30m, 2h; 0 = never)", what.c_str(), v.c_str());
+	uint64_t n = std::stoull(num);
+	uint64_t unit = unitText == "h" ? 3600 : unitText == "m" ? 60 : 1;
+	if (n * unit > 7 * 86400)
+		return fail("%s: '%s' is more than 7 days", what.c_str(), v.c_str());
+	return (uint32_t)(n * unit);
+}
+
 Result<GlobalConfig> parseGlobalConfig(const json& j)
 {
 	GlobalConfig c;
 	c.seccompProfile = std::string(PUKAIPU_DATADIR) + "/seccomp/default.json";
 	TRYV(onlyKeys(j, "", { "rootfs", "uidRange", "portRange", "listenAddress", "apparmor", "seccompProfile",
-			       "session", "shmSize", "network", "certificateDays", "graceSeconds" }));
+			       "session", "shmSize", "network", "certificateDays", "graceSeconds",
+			       "idleSeconds" }));
 	if (j.contains("rootfs")) {
 		TRY(v, getString(j["rootfs"], "rootfs"));
 		if (v->empty() || (*v)[0] != '/')
@@ -132,8 +191,11 @@ Result<GlobalConfig> parseGlobalConfig(const json& j)
 	}
 	if (j.contains("shmSize")) {
 		TRY(v, getString(j["shmSize"], "shmSize"));
-		static const std::regex re("[0-9]+[kmg]?|[0-9]+%");
-		if (!std::regex_match(*v, re))
+		// A tmpfs size: digits, then nothing, k, m, g or %.
+		size_t digits = v->find_first_not_of("0123456789");
+		bool ok = digits != 0 && (digits == std::string::npos ||
+					  (digits == v->size() - 1 && std::string("kmg%").find(v->back()) != std::string::npos));
+		if (!ok)
 			return fail("shmSize: '%s' is not a tmpfs size (e.g. 1g, 512m, 50%%)", v->c_str());
 		c.shmSize = *v;
 	}
@@ -166,6 +228,12 @@ Result<GlobalConfig> parseGlobalConfig(const json& j)
 	if (j.contains("graceSeconds")) {
 		TRY(v, getU32(j["graceSeconds"], "graceSeconds"));
 		c.graceSeconds = (int)std::min<uint32_t>(*v, 3600);
+	}
+	if (j.contains("idleSeconds")) {
+		TRY(v, getU32(j["idleSeconds"], "idleSeconds"));
+		if (*v > 7 * 86400)
+			return fail("idleSeconds: %u is more than 7 days", *v);
+		c.idleSeconds = *v;
 	}
 	return c;
 }
@@ -200,13 +268,15 @@ json toJson(const GlobalConfig& c)
 		    { "dns", c.dns } } },
 		{ "certificateDays", c.certDays },
 		{ "graceSeconds", c.graceSeconds },
+		{ "idleSeconds", c.idleSeconds },
 	};
 }
 
 Result<InstanceConfig> parseInstanceConfig(const json& j)
 {
 	InstanceConfig c;
-	TRYV(onlyKeys(j, "", { "user", "uid", "gid", "port", "fqdn", "extraNames", "network", "created", "createdUser" }));
+	TRYV(onlyKeys(j, "", { "user", "uid", "gid", "port", "fqdn", "extraNames", "network", "created", "createdUser",
+			       "idleSeconds", "limits", "grants" }));
 	for (const char* key : { "user", "uid", "gid", "port", "fqdn" })
 		if (!j.contains(key))
 			return fail("%s: missing", key);
@@ -240,6 +310,36 @@ Result<InstanceConfig> parseInstanceConfig(const json& j)
 		TRY(v, getBool(j["createdUser"], "createdUser"));
 		c.createdUser = *v;
 	}
+	if (j.contains("idleSeconds")) {
+		TRY(v, getU32(j["idleSeconds"], "idleSeconds"));
+		if (*v > 7 * 86400)
+			return fail("idleSeconds: %u is more than 7 days", *v);
+		c.idleSeconds = *v;
+	}
+	if (j.contains("grants")) {
+		TRY(v, parseGrants(j["grants"], "grants"));
+		c.grants = *v;
+	}
+	if (j.contains("limits")) {
+		const json& l = j["limits"];
+		TRYV(onlyKeys(l, "limits", { "memory", "cpus", "tasks" }));
+		if (l.contains("memory")) {
+			TRY(s, getString(l["memory"], "limits.memory"));
+			TRY(v, checkMemoryLimit(*s, "limits.memory"));
+			c.limits.memory = *v;
+		}
+		if (l.contains("cpus")) {
+			if (!l["cpus"].is_number())
+				return fail("limits.cpus: expected a number");
+			TRY(v, checkCpuLimit(l["cpus"].get<double>(), "limits.cpus"));
+			c.limits.cpus = *v;
+		}
+		if (l.contains("tasks")) {
+			TRY(n, getU64(l["tasks"], "limits.tasks"));
+			TRY(v, checkTasksLimit(*n, "limits.tasks"));
+			c.limits.tasks = *v;
+		}
+	}
 	return c;
 }
 
@@ -270,6 +370,20 @@ json toJson(const InstanceConfig& c)
 	};
 	if (!c.network.empty())
 		j["network"] = c.network;
+	if (c.idleSeconds)
+		j["idleSeconds"] = *c.idleSeconds;
+	if (!c.limits.empty()) {
+		json l = json::object();
+		if (!c.limits.memory.empty())
+			l["memory"] = c.limits.memory;
+		if (c.limits.cpus > 0)
+			l["cpus"] = c.limits.cpus;
+		if (c.limits.tasks > 0)
+			l["tasks"] = c.limits.tasks;
+		j["limits"] = l;
+	}
+	if (json gr = toJson(c.grants); !gr.empty())
+		j["grants"] = gr;
 	return j;
 }
 

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "grants.h"
 #include "sandbox/error.h"
 
 namespace pukaipu {
@@ -25,6 +26,10 @@ struct Paths {
 	std::string configFile; // /etc/pukaipu/pukaipu.json
 	std::string stateDir;   // /var/lib/pukaipu
 	std::string runDir;     // /run/pukaipu
+	// Where `pukaipu create/set/remove` keep the units' drop-ins
+	// (pukaipu@USER.service.d/, pukaipu@USER.socket.d/); PUKAIPU_SYSTEMD_DIR.
+	std::string systemdDir; // /etc/systemd/system
+	bool systemdDirIsDefault = true; // false: redirected, never `systemctl daemon-reload`
 
 	static Paths fromEnvironment();
 	std::string instancesDir() const { return stateDir + "/instances"; }
@@ -56,6 +61,19 @@ struct GlobalConfig {
 	std::vector<std::string> dns;            // nameservers for instances; empty: the host's
 	uint32_t certDays = 825;
 	int graceSeconds = 10;
+	// Scale to zero: the session exits after this many seconds without a
+	// client (0 = never); instances may override it. Only useful with
+	// pukaipu@USER.socket, which listens again once the session is gone.
+	uint32_t idleSeconds = 0;
+};
+
+// Per-instance resource limits, applied by systemd from a drop-in of
+// pukaipu@USER.service (MemoryMax=, CPUQuota=, TasksMax=). Empty/0 = none.
+struct Limits {
+	std::string memory; // "2G", "512M", "25%" (systemd's MemoryMax= syntax, K/M/G/T = 1024)
+	double cpus = 0;    // 1.5 → CPUQuota=150%
+	uint32_t tasks = 0; // TasksMax=
+	bool empty() const { return memory.empty() && cpus == 0 && tasks == 0; }
 };
 
 struct InstanceConfig {
@@ -68,7 +86,24 @@ struct InstanceConfig {
 	std::string network;                 // "" = the global default
 	std::string created;                 // ISO 8601, UTC
 	bool createdUser = false;            // pukaipu made the Unix user (remove may delete it)
+	std::optional<uint32_t> idleSeconds; // unset = the global idleSeconds
+	Limits limits;
+	Grants grants;                       // opt-in permissions (grants.h); default: none
 };
+
+// The idle timeout that applies to an instance (0 = none).
+[[nodiscard]] inline uint32_t effectiveIdleSeconds(const GlobalConfig& g, const InstanceConfig& i)
+{
+	return i.idleSeconds.value_or(g.idleSeconds);
+}
+
+// Checkers shared by the JSON parser and the command line; each returns the
+// normalized value or an error naming `what`.
+[[nodiscard]] Result<std::string> checkMemoryLimit(const std::string& v, const std::string& what);
+[[nodiscard]] Result<double> checkCpuLimit(double v, const std::string& what);
+[[nodiscard]] Result<uint32_t> checkTasksLimit(uint64_t v, const std::string& what);
+// "90", "90s", "30m", "2h" → seconds (at most 7 days); "0" = never.
+[[nodiscard]] Result<uint32_t> parseDuration(const std::string& v, const std::string& what);
 
 [[nodiscard]] Result<GlobalConfig> parseGlobalConfig(const nlohmann::json& j);
 [[nodiscard]] Result<GlobalConfig> loadGlobalConfig(const Paths& paths);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "certs/atomic_file.h"
+#include "grants.h"
 #include "sandbox/json_fields.h"
 
 namespace pukaipu {
@@ -74,6 +75,8 @@ Result<json> composeSpec(const GlobalConfig& g, const InstanceConfig& inst, cons
 		env.push_back("LISTEN_FDS=1");
 		env.push_back("LISTEN_PID=2");
 		env.push_back("XPRA_SD_SOCKET_TYPE=ssl");
+		if (uint32_t idle = effectiveIdleSeconds(g, inst); idle > 0) // scale to zero: xpra --server-idle-timeout
+			env.push_back("PUKAIPU_IDLE_TIMEOUT=" + std::to_string(idle));
 	} else {
 		args = g.shellCommand;
 		env.push_back("TERM=" + (term.empty() ? std::string("xterm-256color") : term));
@@ -121,6 +124,16 @@ Result<json> composeSpec(const GlobalConfig& g, const InstanceConfig& inst, cons
 		bind(rt.group, "/etc/group", true),
 		bind(rt.tls, kContainerTls, true),
 	});
+	// Grants (grants.h) and local attach: after everything above, so the
+	// tmpfs mounts they go into exist. Mount grants are guarded at start
+	// (pukaipu-run passes their destinations in RunOptions).
+	{
+		GrantEffect ge = grantEffect(inst, probeGrantFacts(g.rootfs), rt.dir, kind == SessionKind::Desktop);
+		for (auto& m : ge.mounts)
+			mounts.push_back(std::move(m));
+		for (auto& e : ge.env)
+			env.push_back(std::move(e));
+	}
 
 	json spec = {
 		{ "ociVersion", "1.0.2" },
@@ -199,6 +212,7 @@ Result<void> writeRuntimeFiles(const Paths& p, const InstanceConfig& inst, const
 	// Inside, xpra runs as the user and must read its key; the host copy in
 	// the state directory stays root-only.
 	TRYV(writeFileAtomic(rt.tls + "/server.key", *key, 0400, FileOwner { u.uid, u.gid }));
+	TRYV(writeGrantRuntimeFiles(inst, rt.dir)); // browser policy, attach directory
 	return {};
 }
 

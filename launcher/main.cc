@@ -16,6 +16,7 @@
 #include "build_config.h"
 #include "certs/atomic_file.h"
 #include "config.h"
+#include "grants.h"
 #include "instance.h"
 #include "listen.h"
 #include "notify.h"
@@ -212,6 +213,15 @@ int main(int argc, char** argv)
 					    term ? term : "");
 		if (!composed)
 			return report(composed.error(), kExitSetupFailed);
+		// Grants: say what cannot apply here; mount grants are guarded binds
+		// (checked and mounted through one fd by the child, as the user).
+		{
+			GrantEffect ge = grantEffect(*inst, probeGrantFacts(global->rootfs), rt.dir, !shell);
+			for (const auto& w : ge.warnings)
+				warn(w);
+			opts.guardedDestinations = ge.guarded;
+			opts.guardedForbidden = forbiddenHostPaths(paths, who->uid);
+		}
 		if (printSpec) {
 			std::printf("%s\n", composed->dump(2).c_str());
 			return 0;

@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
-#include <regex>
 #include <spawn.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -21,6 +20,7 @@
 #include "certs/atomic_file.h"
 #include "certs/certs.h"
 #include "sandbox/json_fields.h"
+#include "systemd/dropins.h"
 
 extern char** environ;
 
@@ -101,16 +101,20 @@ bool validHostName(const std::string& s)
 {
 	if (isIpLiteral(s))
 		return true;
-	static const std::regex label("[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?");
 	if (s.empty() || s.size() > 253)
 		return false;
-	for (size_t a = 0; a <= s.size();) {
-		size_t b = s.find('.', a);
-		if (b == std::string::npos)
-			b = s.size();
-		if (!std::regex_match(s.substr(a, b - a), label))
+	size_t start = 0;
+	for (size_t i = 0; i <= s.size(); i++) {
+		if (i < s.size() && s[i] != '.') {
+			char c = s[i];
+			if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'))
+				return false;
+			continue;
+		}
+		size_t len = i - start; // one label: 1..63 characters, no '-' at either end
+		if (len == 0 || len > 63 || s[start] == '-' || s[i - 1] == '-')
 			return false;
-		a = b + 1;
+		start = i + 1;
 	}
 	return true;
 }
@@ -230,7 +234,20 @@ bool sameRequest(const InstanceConfig& have, const CreateRequest& r)
 	return have.fqdn == r.fqdn && (!r.port || *r.port == have.port) && (!r.uid || *r.uid == have.uid) &&
 	       (r.extraNames.empty() || r.extraNames == have.extraNames) &&
 	       (r.network.empty() || r.network == have.network || (have.network.empty() && r.network.empty())) &&
-	       r.serverCertFile.empty();
+	       (r.limits.empty() || (r.limits.memory == have.limits.memory && r.limits.cpus == have.limits.cpus &&
+				     r.limits.tasks == have.limits.tasks)) &&
+	       (!r.idleSeconds || r.idleSeconds == have.idleSeconds) && r.serverCertFile.empty();
+}
+
+// After drop-ins changed: make the running systemd see them. Only for the
+// real /etc/systemd/system and only where systemd is PID 1; a failure is a
+// warning (the files are in place; `systemctl daemon-reload` fixes it).
+void reloadSystemd(const Paths& p, std::vector<std::string>& warnings)
+{
+	if (!units::manageSystemd(p))
+		return;
+	if (auto r = units::daemonReload(); !r)
+		warnings.push_back(r.error().message() + " (the drop-ins are written; run it yourself)");
 }
 
 } // namespace
@@ -302,6 +319,7 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 		return fail("--port %u: outside the configured range %u-%u", *r.port, g.ports.first, g.ports.last);
 	if (r.uid && !g.uids.contains(*r.uid))
 		return fail("--uid %u: outside the configured range %u-%u", *r.uid, g.uids.first, g.uids.last);
+	TRYV(units::listenStream(g.listenAddress, 1)); // the socket drop-in needs it
 
 	TRY(lock, lockState(p));
 	const std::string dir = p.instanceDir(r.user);
@@ -321,6 +339,8 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 	inst.user = r.user;
 	inst.fqdn = r.fqdn;
 	inst.network = r.network;
+	inst.limits = r.limits;
+	inst.idleSeconds = r.idleSeconds;
 	std::vector<std::string> dnsNames, ips;
 	for (const auto& n : r.extraNames)
 		(isIpLiteral(n) ? ips : dnsNames).push_back(n);
@@ -421,9 +441,14 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 	}
 	TRY(pass, writeClientCerts(certDir, r.user));
 	inst.created = nowIso();
+	// The units' drop-ins (port, limits) before instance.json: a crash in
+	// between leaves drop-ins that the next create rewrites, never an
+	// instance whose socket has no port.
+	TRYV(units::writeDropIns(p, g, inst));
 	TRYV(writeFileAtomic(dir + "/instance.json", toJson(inst).dump(2) + "\n", 0644)); // last: now it exists
 
 	CreateResult res;
+	reloadSystemd(p, res.warnings);
 	res.created = true;
 	res.instance = inst;
 	res.p12Path = certDir + "/client.p12";
@@ -481,13 +506,24 @@ Result<void> removeTree(int parentFd, const char* name)
 }
 } // namespace
 
-Result<void> removeInstance(const Paths& p, const std::string& user, bool purgeHome)
+Result<std::vector<std::string>> removeInstance(const Paths& p, const std::string& user, bool purgeHome)
 {
 	TRY(lock, lockState(p));
 	TRY(inst, loadInstanceConfig(p, user));
 	if (purgeHome && !inst->createdUser)
 		return fail("user '%s' was not created by pukaipu: its home stays (remove it yourself); nothing changed",
 			    user.c_str());
+	// An enabled socket without its drop-in would fail at the next boot.
+	if (units::manageSystemd(p)) {
+		auto busy = units::busyUnits(user);
+		if (!busy.empty()) {
+			std::string list;
+			for (const auto& b : busy)
+				list += (list.empty() ? "" : ", ") + b;
+			return fail("%s; stop and disable them first: systemctl disable --now %s %s; nothing changed",
+				    list.c_str(), units::socketName(user).c_str(), units::serviceName(user).c_str());
+		}
+	}
 	UniqueFd instances(open(p.instancesDir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
 	if (!instances)
 		return failErrno(errno, "open '%s'", p.instancesDir().c_str());
@@ -499,9 +535,36 @@ Result<void> removeInstance(const Paths& p, const std::string& user, bool purgeH
 	UniqueFd run(open(p.runDir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
 	if (run)
 		TRYV(removeTree(run.get(), user.c_str()));
+	TRYV(units::removeDropIns(p, user));
+	std::vector<std::string> warnings;
+	reloadSystemd(p, warnings);
 	if (purgeHome)
 		TRYV(runTool({ "userdel", "--remove", user }));
-	return {};
+	return warnings;
+}
+
+Result<SetResult> setInstance(const Paths& p, const GlobalConfig& g, const std::string& user, const SetRequest& r)
+{
+	TRYV(units::listenStream(g.listenAddress, 1));
+	TRY(lock, lockState(p));
+	TRY(inst, loadInstanceConfig(p, user));
+	InstanceConfig next = *inst;
+	if (r.memory)
+		next.limits.memory = *r.memory;
+	if (r.cpus)
+		next.limits.cpus = *r.cpus;
+	if (r.tasks)
+		next.limits.tasks = *r.tasks;
+	if (r.idleSeconds)
+		next.idleSeconds = *r.idleSeconds;
+	SetResult res;
+	res.changed = toJson(next) != toJson(*inst);
+	TRYV(units::writeDropIns(p, g, next));
+	if (res.changed)
+		TRYV(writeFileAtomic(p.instanceDir(user) + "/instance.json", toJson(next).dump(2) + "\n", 0644));
+	reloadSystemd(p, res.warnings);
+	res.instance = std::move(next);
+	return res;
 }
 
 } // namespace pukaipu

@@ -25,6 +25,8 @@ struct CreateRequest {
 	std::string serverCertFile;          // externally issued, with serverKeyFile
 	std::string serverKeyFile;
 	std::string network;                 // "" = global default
+	Limits limits;                       // systemd drop-in of pukaipu@USER.service
+	std::optional<uint32_t> idleSeconds; // unset = global idleSeconds
 };
 
 struct CreateResult {
@@ -32,6 +34,7 @@ struct CreateResult {
 	InstanceConfig instance;
 	std::string p12Path;
 	std::string passphrase; // shown once; stored nowhere
+	std::vector<std::string> warnings; // e.g. systemctl daemon-reload failed
 };
 
 // Holds the provisioning lock while alive.
@@ -47,7 +50,26 @@ struct RenewResult {
 
 // Removes the instance's state; the Unix user and home stay unless purgeHome
 // (then the home goes; the user account is removed if pukaipu created it).
-[[nodiscard]] Result<void> removeInstance(const Paths& p, const std::string& user, bool purgeHome);
+// Refused while systemd runs pukaipu@USER.socket/.service or has them
+// enabled (their drop-ins go with the instance). Returns warnings.
+[[nodiscard]] Result<std::vector<std::string>> removeInstance(const Paths& p, const std::string& user, bool purgeHome);
+
+// `pukaipu set`: changes limits and the idle timeout of an existing
+// instance, then rewrites its systemd drop-ins (always, even with nothing to
+// change: that is how a new global listenAddress reaches the socket).
+struct SetRequest {
+	std::optional<std::string> memory;                 // "" = no limit
+	std::optional<double> cpus;                        // 0 = no limit
+	std::optional<uint32_t> tasks;                     // 0 = no limit
+	std::optional<std::optional<uint32_t>> idleSeconds; // inner nullopt = back to the global default
+};
+struct SetResult {
+	InstanceConfig instance;
+	bool changed = false; // instance.json changed
+	std::vector<std::string> warnings;
+};
+[[nodiscard]] Result<SetResult> setInstance(const Paths& p, const GlobalConfig& g, const std::string& user,
+					    const SetRequest& r);
 
 [[nodiscard]] Result<std::vector<InstanceConfig>> listInstances(const Paths& p);
 

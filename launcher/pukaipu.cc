@@ -3,7 +3,10 @@
 //   pukaipu create USER --fqdn HOST [--port N] [--uid N] [--extra-name NAME]...
 //   pukaipu list [--json] | show USER [--json] | remove USER [--purge-home]
 //   pukaipu cert renew USER
+//   pukaipu set USER [--memory SIZE] [--cpus N] [--tasks N] [--idle-timeout DURATION]
+//   pukaipu grant|revoke USER KIND VALUE | grants USER [--json] | attach USER
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <string>
 #include <unistd.h>
@@ -15,7 +18,9 @@
 #include "certs/atomic_file.h"
 #include "certs/certs.h"
 #include "config.h"
+#include "grants.h"
 #include "provision.h"
+#include "sandbox/json_fields.h"
 
 using namespace pukaipu;
 using json = nlohmann::json;
@@ -42,6 +47,75 @@ bool running(const Paths& p, const std::string& user)
 	buf[n] = '\0';
 	std::string target(buf);
 	return target.size() >= 11 && target.compare(target.size() - 11, 11, "pukaipu-run") == 0;
+}
+
+void warnAll(const std::vector<std::string>& warnings)
+{
+	for (const auto& w : warnings)
+		std::fprintf(stderr, "pukaipu: warning: %s\n", w.c_str());
+}
+
+// Limits and the idle timeout from the command line ("none" removes a limit,
+// "default" makes the idle timeout follow the global idleSeconds again).
+struct LimitArgs {
+	std::string memory, cpus, tasks, idle;
+};
+
+void addLimitOptions(CLI::App* cmd, LimitArgs& a, bool forSet)
+{
+	const char* none = forSet ? "; 'none' removes it" : "";
+	cmd->add_option("--memory", a.memory, std::string("MemoryMax= of the instance's unit, e.g. 2G, 512M, 25%") + none);
+	cmd->add_option("--cpus", a.cpus, std::string("CPUs the instance may use, e.g. 1.5 (CPUQuota=150%)") + none);
+	cmd->add_option("--tasks", a.tasks, std::string("TasksMax= (processes and threads), e.g. 2048") + none);
+	cmd->add_option("--idle-timeout", a.idle,
+			std::string("stop the session after this long without a client (90s, 30m, 2h; 0 = never)") +
+				(forSet ? "; 'default' follows idleSeconds of pukaipu.json" : ""));
+}
+
+Result<SetRequest> parseLimitArgs(const LimitArgs& a)
+{
+	SetRequest r;
+	if (!a.memory.empty()) {
+		if (a.memory == "none")
+			r.memory = "";
+		else {
+			TRY(v, checkMemoryLimit(a.memory, "--memory"));
+			r.memory = *v;
+		}
+	}
+	if (!a.cpus.empty()) {
+		if (a.cpus == "none")
+			r.cpus = 0;
+		else {
+			char* end = nullptr;
+			double d = std::strtod(a.cpus.c_str(), &end);
+			if (end == a.cpus.c_str() || *end)
+				return fail("--cpus: '%s' is not a number", a.cpus.c_str());
+			TRY(v, checkCpuLimit(d, "--cpus"));
+			r.cpus = *v;
+		}
+	}
+	if (!a.tasks.empty()) {
+		if (a.tasks == "none")
+			r.tasks = 0;
+		else {
+			char* end = nullptr;
+			unsigned long long n = std::strtoull(a.tasks.c_str(), &end, 10);
+			if (end == a.tasks.c_str() || *end || a.tasks[0] == '-')
+				return fail("--tasks: '%s' is not a number", a.tasks.c_str());
+			TRY(v, checkTasksLimit(n, "--tasks"));
+			r.tasks = *v;
+		}
+	}
+	if (!a.idle.empty()) {
+		if (a.idle == "default")
+			r.idleSeconds = std::optional<uint32_t>();
+		else {
+			TRY(v, parseDuration(a.idle, "--idle-timeout"));
+			r.idleSeconds = std::optional<uint32_t>(*v);
+		}
+	}
+	return r;
 }
 
 json describe(const Paths& p, const InstanceConfig& i)
@@ -93,6 +167,8 @@ int main(int argc, char** argv)
 	create->add_option("--server-cert", req.serverCertFile, "an externally issued server certificate (PEM, leaf first)");
 	create->add_option("--server-key", req.serverKeyFile, "its private key (PEM)");
 	create->add_option("--network", req.network, "egress (default) or none")->check(CLI::IsMember({ "egress", "none" }));
+	LimitArgs createLimits, setLimits;
+	addLimitOptions(create, createLimits, false);
 
 	bool asJson = false, purge = false;
 	std::string user;
@@ -108,6 +184,29 @@ int main(int argc, char** argv)
 	cert->require_subcommand(1);
 	auto* renew = cert->add_subcommand("renew", "new client CA, certificate and passphrase; older certificates stop working at the next start");
 	renew->add_option("USER", user)->required();
+	auto* set = app.add_subcommand("set", "change an instance's limits or idle timeout and rewrite its systemd drop-ins\n"
+					      "(they apply from the next start: systemctl restart pukaipu@USER)");
+	set->add_option("USER", user)->required();
+	addLimitOptions(set, setLimits, true);
+
+	// Grants and local attach (grants.h).
+	GrantCommand gc;
+	auto* grantCmd = app.add_subcommand("grant", "grant an instance an extra permission, from its next start:\n"
+						    "mount HOST:CONTAINER[:ro|:rw], network egress|none, clipboard\n"
+						    "both|to-browser|from-browser|off, downloads|printing|audio|gpu on|off");
+	auto* revokeCmd = app.add_subcommand("revoke", "take a grant back (from the instance's next start)");
+	for (auto* cmd : { grantCmd, revokeCmd }) {
+		cmd->add_option("USER", gc.user)->required();
+		cmd->add_option("KIND", gc.kind, "mount, network, clipboard, downloads, printing, audio or gpu")->required();
+		cmd->add_option("VALUE", gc.value)->required();
+	}
+	auto* grantsCmd = app.add_subcommand("grants", "list an instance's grants (defaults included)");
+	grantsCmd->add_option("USER", gc.user)->required();
+	grantsCmd->add_flag("--json", gc.json, "machine-readable output");
+	auto* attachCmd = app.add_subcommand("attach", "as USER on this host: open the desktop with the local xpra\n"
+						      "client over its Unix socket (no TLS; mmap)");
+	attachCmd->add_option("USER", gc.user)->required();
+	attachCmd->add_option("XPRA_OPTIONS", gc.extra, "more options for `xpra attach` (after --)");
 
 	try {
 		app.parse(argc, argv);
@@ -117,11 +216,18 @@ int main(int argc, char** argv)
 		std::fprintf(stderr, "pukaipu: %s (see --help)\n", e.what());
 		return 2;
 	}
+	gc.which = grantCmd->parsed()    ? GrantCommand::Grant
+		   : revokeCmd->parsed()  ? GrantCommand::Revoke
+		   : grantsCmd->parsed()  ? GrantCommand::List
+		   : attachCmd->parsed()  ? GrantCommand::Attach
+					  : GrantCommand::None;
+	if (gc.which != GrantCommand::None)
+		return runGrantCommand(paths, gc, &lockState);
 
 	auto global = loadGlobalConfig(paths);
 	if (!global)
 		return report(global.error());
-	bool mutating = create->parsed() || remove->parsed() || renew->parsed();
+	bool mutating = create->parsed() || remove->parsed() || renew->parsed() || set->parsed();
 	if (mutating && geteuid() != 0)
 		return report(makeError(0, "must run as root"));
 
@@ -137,9 +243,20 @@ int main(int argc, char** argv)
 		} else if (uid != -1) {
 			return report(makeError(0, "--uid %lld: not a uid", uid));
 		}
+		auto limits = parseLimitArgs(createLimits);
+		if (!limits)
+			return report(limits.error());
+		if (createLimits.memory == "none" || createLimits.cpus == "none" || createLimits.tasks == "none")
+			return report(makeError(0, "create: 'none' is the default; leave the option out"));
+		req.limits.memory = limits->memory.value_or("");
+		req.limits.cpus = limits->cpus.value_or(0);
+		req.limits.tasks = limits->tasks.value_or(0);
+		if (limits->idleSeconds)
+			req.idleSeconds = *limits->idleSeconds;
 		auto r = createInstance(paths, *global, req);
 		if (!r)
 			return report(r.error());
+		warnAll(r->warnings);
 		if (!r->created) {
 			std::printf("instance '%s' exists (uid %u, port %u); nothing changed\n", r->instance.user.c_str(),
 				    r->instance.uid, r->instance.port);
@@ -170,7 +287,22 @@ int main(int argc, char** argv)
 		auto r = removeInstance(paths, user, purge);
 		if (!r)
 			return report(r.error());
+		warnAll(*r);
 		std::printf("removed instance '%s'%s\n", user.c_str(), purge ? " and its home" : " (home kept)");
+		return 0;
+	}
+	if (set->parsed()) {
+		auto change = parseLimitArgs(setLimits);
+		if (!change)
+			return report(change.error());
+		auto r = setInstance(paths, *global, user, *change);
+		if (!r)
+			return report(r.error());
+		warnAll(r->warnings);
+		std::printf("%s instance '%s'\n", r->changed ? "changed" : "unchanged", user.c_str());
+		if (r->changed && running(paths, user))
+			std::printf("it is running: a new idle timeout applies from its next start; for the limits, "
+				    "systemctl restart pukaipu@%s (or systemctl set-property)\n", user.c_str());
 		return 0;
 	}
 	if (show->parsed()) {

@@ -214,6 +214,62 @@ Result<std::vector<MountPlan>> planMounts(const Spec& spec, std::vector<std::str
 	return plan;
 }
 
+const char* refusedByPrefix(const char* path, const std::vector<std::string>& forbidden) noexcept
+{
+	// a is b, or a lies below b, component-wise.
+	auto within = [](const char* a, const char* b, size_t blen) {
+		return std::strncmp(a, b, blen) == 0 && (a[blen] == '\0' || a[blen] == '/' || (blen == 1 && b[0] == '/'));
+	};
+	size_t plen = std::strlen(path);
+	for (const auto& f : forbidden) {
+		if (f.empty())
+			continue;
+		if (f == "/") {
+			if (std::strcmp(path, "/") == 0)
+				return f.c_str();
+			continue;
+		}
+		if (within(path, f.c_str(), f.size()) || within(f.c_str(), path, plen))
+			return f.c_str();
+	}
+	return nullptr;
+}
+
+Result<UniqueFd> openGuardedSource(const char* source, const std::vector<std::string>& forbidden) noexcept
+{
+	// Follows symlinks, with the caller's own permissions on every component:
+	// a path the user cannot reach fails here already.
+	int raw = open(source, O_PATH | O_CLOEXEC);
+	if (raw < 0)
+		return failErrno(errno, "grant '%s'", source);
+	UniqueFd fd(raw);
+	// Where the fd really leads, now: this is what gets mounted.
+	char real[PATH_MAX];
+	ssize_t n = readlink(FdPath(raw).c_str(), real, sizeof(real) - 1);
+	if (n <= 0 || real[0] != '/')
+		return failErrno(n < 0 ? errno : ENOENT, "grant '%s': cannot tell where it leads", source);
+	real[n] = '\0';
+	struct stat st;
+	if (fstat(raw, &st) < 0)
+		return failErrno(errno, "grant '%s'", source);
+	if (st.st_nlink == 0)
+		return failErrno(ENOENT, "grant '%s': it was deleted", source);
+	if (const char* why = refusedByPrefix(real, forbidden)) {
+		bool same = std::strcmp(real, source) == 0;
+		size_t wl = std::strlen(why);
+		bool inside = std::strncmp(real, why, wl) == 0 && (real[wl] == '\0' || real[wl] == '/');
+		return failErrno(EPERM, "grant '%s'%s%s%s: refused, it %s '%s'", source, same ? "" : " (resolves to '",
+				 same ? "" : real, same ? "" : "')", inside ? "is or lies inside" : "contains", why);
+	}
+	if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
+		return failErrno(EPERM, "grant '%s': refused, only directories and regular files can be granted", source);
+	// AT_EACCESS: the effective ids, which the caller set to the user's.
+	int mode = R_OK | (S_ISDIR(st.st_mode) ? X_OK : 0);
+	if (syscall(SYS_faccessat2, raw, "", mode, AT_EMPTY_PATH | AT_EACCESS) < 0)
+		return failErrno(errno, "grant '%s': refused, the user cannot read it on the host", source);
+	return fd;
+}
+
 Result<UniqueFd> openInRoot(int rootFd, const char* path, int flags) noexcept
 {
 	struct open_how how {};
@@ -234,9 +290,14 @@ Result<UniqueFd> openInRoot(int rootFd, const char* path, int flags) noexcept
 
 Result<void> remountReadonly(int mountFd, const char* what) noexcept
 {
-	unsigned long f = MS_BIND | MS_REMOUNT | MS_RDONLY | lockedFlags(mountFd);
+	return remountWith(mountFd, MS_RDONLY, what);
+}
+
+Result<void> remountWith(int mountFd, unsigned long flags, const char* what) noexcept
+{
+	unsigned long f = MS_BIND | MS_REMOUNT | flags | lockedFlags(mountFd);
 	if (mount(nullptr, FdPath(mountFd).c_str(), nullptr, f, nullptr) < 0)
-		return failErrno(errno, "remount '%s' read-only", what);
+		return failErrno(errno, "remount '%s'%s", what, (flags & MS_RDONLY) ? " read-only" : "");
 	return {};
 }
 
@@ -244,19 +305,35 @@ Result<void> mountInChild(int rootFd, const MountPlan& m) noexcept
 {
 	const char* dest = m.destination.c_str();
 	if (m.flags & MS_BIND) {
-		int src = open(m.source.c_str(), O_PATH | O_CLOEXEC);
-		if (src < 0)
-			return failErrno(errno, "mount '%s' on '%s'", m.source.c_str(), dest);
-		UniqueFd srcFd(src);
+		UniqueFd srcFd;
+		if (m.guarded) {
+			auto g = openGuardedSource(m.source.c_str(), m.forbidden);
+			if (!g)
+				return tl::unexpected(g.error());
+			srcFd = std::move(*g);
+		} else {
+			srcFd = UniqueFd(open(m.source.c_str(), O_PATH | O_CLOEXEC));
+			if (!srcFd)
+				return failErrno(errno, "mount '%s' on '%s'", m.source.c_str(), dest);
+		}
+		int src = srcFd.get();
 		struct stat st;
 		if (fstat(src, &st) < 0)
 			return failErrno(errno, "stat '%s'", m.source.c_str());
 		auto target = ensureDest(rootFd, dest, S_ISDIR(st.st_mode));
 		if (!target)
 			return tl::unexpected(target.error());
+		// The fd, never the path: for a guarded bind it is what was checked.
 		if (mount(FdPath(src).c_str(), FdPath(target->get()).c_str(), nullptr, m.flags & (MS_BIND | MS_REC),
-			  nullptr) < 0)
+			  nullptr) < 0) {
+			// In a user namespace a non-recursive bind of a tree with mounts
+			// below it would uncover what they hide: the kernel says EINVAL.
+			if (errno == EINVAL && !(m.flags & MS_REC))
+				return failErrno(errno, "mount '%s' on '%s': other filesystems are mounted below it "
+							"(grant them one by one)",
+						 m.source.c_str(), dest);
 			return failErrno(errno, "mount '%s' on '%s'", m.source.c_str(), dest);
+		}
 		// A bind mount takes its flags only from a remount, which must keep
 		// the flags the kernel locked on the source. Reopen the destination:
 		// the old fd still names the directory *under* the new mount.

@@ -25,6 +25,14 @@ struct MountPlan {
 	unsigned long propagation = 0; // MS_SLAVE / MS_PRIVATE (| MS_REC), 0 = inherit
 	std::string data;              // filesystem options: "mode=755,size=65536k"
 	bool populateDev = false;      // a tmpfs at /dev: fill it from kDevNodes afterwards
+	// A bind mount whose source someone other than root chose (pukaipu's
+	// mount grants): the child opens the source as the container's user,
+	// refuses it when it resolves onto, into or over one of `forbidden`, or
+	// when the user could not read it, and then mounts that very fd, so a
+	// path swapped after the check cannot redirect the mount. Never
+	// recursive. Set by prepare() from RunOptions::guardedDestinations.
+	bool guarded = false;
+	std::vector<std::string> forbidden; // canonical host paths, absolute
 };
 
 // Host device nodes bind-mounted into a tmpfs /dev (a userns cannot mknod).
@@ -64,6 +72,22 @@ inline constexpr DevSymlink kDevSymlinks[] = {
 // Remounts an existing mount (given by an fd of its root) read-only, keeping
 // the flags the kernel locked when the mount was copied into our namespace.
 [[nodiscard]] Result<void> remountReadonly(int mountFd, const char* what) noexcept;
+// The same with any per-mount flags (MS_RDONLY, MS_NOSUID, MS_NODEV, ...).
+[[nodiscard]] Result<void> remountWith(int mountFd, unsigned long flags, const char* what) noexcept;
+
+// Pure. Which entry of `forbidden` makes the canonical host path `path`
+// unfit for a guarded bind: `path` is that entry, lies inside it, or
+// contains it (component-wise: "/etcetera" is not inside "/etc"). The entry
+// "/" refuses only "/" itself. Returns nullptr when nothing refuses it.
+[[nodiscard]] const char* refusedByPrefix(const char* path, const std::vector<std::string>& forbidden) noexcept;
+
+// Opens the source of a guarded bind with the caller's credentials (the
+// child runs as the container's user here) and checks it: where it really
+// leads (readlink of /proc/self/fd/N) is not refused by `forbidden`, it is a
+// directory or a regular file, and the caller may read it (and search it, for
+// a directory). Returns the O_PATH fd to mount. Also used by `pukaipu grant`
+// (in a child that took the user's credentials) to check at grant time.
+[[nodiscard]] Result<UniqueFd> openGuardedSource(const char* source, const std::vector<std::string>& forbidden) noexcept;
 
 // Opens `path` inside rootFd (RESOLVE_IN_ROOT). Used by stages too.
 [[nodiscard]] Result<UniqueFd> openInRoot(int rootFd, const char* path, int flags) noexcept;

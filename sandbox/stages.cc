@@ -189,7 +189,9 @@ struct ChildArgs {
 
 	// 5. Mounts from the spec, in its order, while host paths (bind sources,
 	//    the host's /dev nodes) are still reachable. Destinations resolve
-	//    inside the rootfs only.
+	//    inside the rootfs only. Guarded binds (a user's mount grants) are
+	//    resolved and checked here, as the user (step 2), and the checked
+	//    fd is what gets mounted: no window between check and mount.
 	for (const auto& m : a.p->mounts)
 		CHILD_TRY(mountInChild(rootFd, m));
 
@@ -202,8 +204,9 @@ struct ChildArgs {
 
 	// 7. Root read-only last among the mounts: creating mount points above
 	//    needed it writable where it is a tmpfs; the rootfs itself is never written.
-	if (s.rootReadonly)
-		CHILD_TRY(remountReadonly(rootFd, "/"));
+	//    The root is also nosuid and nodev whatever the spec says: no_new_privs
+	//    already neuters setuid files, this is the second layer.
+	CHILD_TRY(remountWith(rootFd, MS_NOSUID | MS_NODEV | (s.rootReadonly ? MS_RDONLY : 0), "/"));
 
 	// 8. pivot_root, never chroot: the kernel refuses new user namespaces to
 	//    a chrooted process, and Chromium's sandbox needs them. Stacking the
@@ -316,6 +319,22 @@ Result<Prepared> prepare(Spec spec, const RunOptions& opts)
 	if (!plan)
 		return tl::unexpected(plan.error());
 	p.mounts = std::move(*plan);
+	for (const auto& dest : opts.guardedDestinations) {
+		size_t found = 0;
+		for (auto& m : p.mounts) {
+			if (m.destination != dest)
+				continue;
+			if (!(m.flags & MS_BIND))
+				return fail("guarded mount '%s': not a bind mount", dest.c_str());
+			m.guarded = true;
+			m.flags &= ~(unsigned long)MS_REC; // never recursive: see MountPlan::guarded
+			m.forbidden = opts.guardedForbidden;
+			found++;
+		}
+		if (found != 1)
+			return fail("guarded mount '%s': %zu bind mounts with that destination, expected 1", dest.c_str(),
+				    found);
+	}
 
 	std::string aaWarning;
 	auto aa = checkAppArmor(spec.process.apparmorProfile, opts.apparmorPolicy, aaWarning);

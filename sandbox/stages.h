@@ -30,6 +30,12 @@ struct RunOptions {
 	void (*onStarted)(void* ctx, pid_t containerInit) = nullptr;
 	void* onStartedCtx = nullptr;
 	NetworkOptions network;       // none (loopback only) unless egress; see network.h
+	// Bind mounts (by destination) whose source a user chose: prepare()
+	// marks them guarded (MountPlan::guarded) with guardedForbidden, so the
+	// child resolves and checks the source as the user and mounts the fd it
+	// checked. Kept out of the spec: --print-spec stays a plain OCI spec.
+	std::vector<std::string> guardedDestinations;
+	std::vector<std::string> guardedForbidden; // canonical host paths
 };
 
 struct Prepared {

@@ -1,0 +1,195 @@
+#include "dropins.h"
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cmath>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "certs/atomic_file.h"
+#include "sandbox/json_fields.h"
+
+namespace pukaipu::units {
+
+namespace {
+
+constexpr const char* kHeader =
+	"# Written by pukaipu (pukaipu create / pukaipu set) from the instance's\n"
+	"# instance.json; it is rewritten on every change. Change it with\n"
+	"# `pukaipu set`, or override it in a drop-in that sorts after this one.\n";
+
+std::string dropInDir(const Paths& p, const std::string& unit)
+{
+	return p.systemdDir + "/" + unit + ".d";
+}
+
+Result<void> ensureDir(const std::string& path)
+{
+	// Parents too: a host without systemd yet has no /etc/systemd/system.
+	for (size_t slash = path.find('/', 1); slash != std::string::npos; slash = path.find('/', slash + 1))
+		if (mkdir(path.substr(0, slash).c_str(), 0755) < 0 && errno != EEXIST)
+			return failErrno(errno, "create '%s'", path.substr(0, slash).c_str());
+	if (mkdir(path.c_str(), 0755) < 0 && errno != EEXIST)
+		return failErrno(errno, "create '%s'", path.c_str());
+	struct stat st;
+	if (lstat(path.c_str(), &st) < 0)
+		return failErrno(errno, "stat '%s'", path.c_str());
+	if (!S_ISDIR(st.st_mode))
+		return fail("'%s' is not a directory", path.c_str());
+	return {};
+}
+
+Result<void> writeOrRemove(const std::string& dir, const std::string& name, const std::string& content)
+{
+	const std::string path = dir + "/" + name;
+	if (content.empty()) {
+		if (unlink(path.c_str()) < 0 && errno != ENOENT)
+			return failErrno(errno, "remove '%s'", path.c_str());
+		if (rmdir(dir.c_str()) < 0 && errno != ENOENT && errno != ENOTEMPTY && errno != EEXIST)
+			return failErrno(errno, "remove '%s'", dir.c_str());
+		return {};
+	}
+	TRYV(ensureDir(dir));
+	return writeFileAtomic(path, content, 0644);
+}
+
+// Runs systemctl ARGS with stdout/stderr captured; returns the exit status
+// (or -1 when it could not run) and fills `out` with what it printed.
+int systemctl(const std::vector<std::string>& args, std::string& out)
+{
+	int pipefd[2];
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return -1;
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	std::vector<char*> argv { const_cast<char*>("systemctl") };
+	for (const auto& a : args)
+		argv.push_back(const_cast<char*>(a.c_str()));
+	argv.push_back(nullptr);
+	char* env[] = { const_cast<char*>("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), const_cast<char*>("LC_ALL=C"),
+			nullptr };
+	pid_t pid;
+	int rc = posix_spawnp(&pid, "systemctl", &fa, nullptr, argv.data(), env);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pipefd[1]);
+	if (rc != 0) {
+		close(pipefd[0]);
+		return -1;
+	}
+	char buf[512];
+	ssize_t n;
+	while ((n = read(pipefd[0], buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
+		if (n > 0 && out.size() < 4096)
+			out.append(buf, (size_t)n);
+	close(pipefd[0]);
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	while (!out.empty() && (out.back() == '\n' || out.back() == ' '))
+		out.pop_back();
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+} // namespace
+
+std::string serviceName(const std::string& user)
+{
+	return "pukaipu@" + user + ".service";
+}
+
+std::string socketName(const std::string& user)
+{
+	return "pukaipu@" + user + ".socket";
+}
+
+Result<std::string> listenStream(const std::string& address, uint16_t port)
+{
+	unsigned char buf[16];
+	if (inet_pton(AF_INET, address.c_str(), buf) == 1)
+		return address + ":" + std::to_string(port);
+	if (inet_pton(AF_INET6, address.c_str(), buf) == 1)
+		return "[" + address + "]:" + std::to_string(port);
+	return fail("listenAddress '%s': not an IPv4 or IPv6 address", address.c_str());
+}
+
+Result<std::string> renderListenDropIn(const GlobalConfig& g, const InstanceConfig& inst)
+{
+	TRY(listen, listenStream(g.listenAddress, inst.port));
+	// The empty ListenStream= first: exactly one socket, whatever else was
+	// configured before this file. pukaipu-run refuses more than one.
+	return std::string(kHeader) + "[Socket]\nListenStream=\nListenStream=" + *listen + "\n";
+}
+
+std::string renderLimitsDropIn(const InstanceConfig& inst)
+{
+	const Limits& l = inst.limits;
+	if (l.empty())
+		return "";
+	std::string s = std::string(kHeader) + "[Service]\n";
+	if (!l.memory.empty())
+		s += "MemoryMax=" + l.memory + "\n";
+	if (l.cpus > 0)
+		s += "CPUQuota=" + std::to_string(std::max<long long>(1, std::llround(l.cpus * 100))) + "%\n";
+	if (l.tasks > 0)
+		s += "TasksMax=" + std::to_string(l.tasks) + "\n";
+	return s;
+}
+
+Result<void> writeDropIns(const Paths& p, const GlobalConfig& g, const InstanceConfig& inst)
+{
+	TRY(listen, renderListenDropIn(g, inst));
+	TRYV(ensureDir(p.systemdDir));
+	TRYV(writeOrRemove(dropInDir(p, socketName(inst.user)), kListenDropIn, *listen));
+	TRYV(writeOrRemove(dropInDir(p, serviceName(inst.user)), kLimitsDropIn, renderLimitsDropIn(inst)));
+	return {};
+}
+
+Result<void> removeDropIns(const Paths& p, const std::string& user)
+{
+	TRYV(writeOrRemove(dropInDir(p, socketName(user)), kListenDropIn, ""));
+	TRYV(writeOrRemove(dropInDir(p, serviceName(user)), kLimitsDropIn, ""));
+	return {};
+}
+
+bool systemdRunning()
+{
+	struct stat st;
+	return lstat("/run/systemd/system", &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+bool manageSystemd(const Paths& p)
+{
+	return p.systemdDirIsDefault && systemdRunning();
+}
+
+Result<void> daemonReload()
+{
+	std::string out;
+	int rc = systemctl({ "daemon-reload" }, out);
+	if (rc != 0)
+		return fail("systemctl daemon-reload failed%s%s", out.empty() ? "" : ": ", out.c_str());
+	return {};
+}
+
+std::vector<std::string> busyUnits(const std::string& user)
+{
+	std::vector<std::string> busy;
+	for (const auto& unit : { socketName(user), serviceName(user) }) {
+		std::string out;
+		if (systemctl({ "is-active", "--quiet", unit }, out) == 0)
+			busy.push_back(unit + " (active)");
+		else if (out.clear(), systemctl({ "is-enabled", unit }, out) == 0 &&
+			 (out == "enabled" || out == "enabled-runtime"))
+			busy.push_back(unit + " (enabled)");
+	}
+	return busy;
+}
+
+} // namespace pukaipu::units

@@ -1,0 +1,51 @@
+// dropins: the per-instance systemd drop-ins that `pukaipu create/set`
+// write and `pukaipu remove` deletes, next to the packaged templates
+// pukaipu@.service and pukaipu@.socket:
+//
+//   SYSTEMD_DIR/pukaipu@USER.socket.d/50-pukaipu-listen.conf   ListenStream=ADDR:PORT
+//   SYSTEMD_DIR/pukaipu@USER.service.d/50-pukaipu-limits.conf  MemoryMax= CPUQuota= TasksMax=
+//
+// SYSTEMD_DIR is /etc/systemd/system (PUKAIPU_SYSTEMD_DIR for tests). The
+// content is a pure function of the configuration (render*), so tests and
+// `systemd-analyze verify` can check exactly what is written. Files are
+// written atomically; a later drop-in of the admin's own (e.g. 60-*.conf)
+// overrides ours.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "../config.h"
+#include "sandbox/error.h"
+
+namespace pukaipu::units {
+
+inline constexpr const char* kListenDropIn = "50-pukaipu-listen.conf";
+inline constexpr const char* kLimitsDropIn = "50-pukaipu-limits.conf";
+
+[[nodiscard]] std::string serviceName(const std::string& user); // pukaipu@USER.service
+[[nodiscard]] std::string socketName(const std::string& user);  // pukaipu@USER.socket
+
+// "0.0.0.0:14501", "[::]:14501", "192.0.2.1:14501": a ListenStream= value.
+[[nodiscard]] Result<std::string> listenStream(const std::string& address, uint16_t port);
+[[nodiscard]] Result<std::string> renderListenDropIn(const GlobalConfig& g, const InstanceConfig& inst);
+// "" when the instance has no limits (then the file is removed).
+[[nodiscard]] std::string renderLimitsDropIn(const InstanceConfig& inst);
+
+// Writes (or removes) both drop-ins of `inst`.
+[[nodiscard]] Result<void> writeDropIns(const Paths& p, const GlobalConfig& g, const InstanceConfig& inst);
+// Removes both drop-ins and their directories when they end up empty.
+[[nodiscard]] Result<void> removeDropIns(const Paths& p, const std::string& user);
+
+// sd_booted(): systemd is the running init (/run/systemd/system exists).
+[[nodiscard]] bool systemdRunning();
+// True when pukaipu should talk to the running systemd: it runs, and the
+// drop-ins go to the real /etc/systemd/system (not a test's directory).
+[[nodiscard]] bool manageSystemd(const Paths& p);
+// `systemctl daemon-reload`; the error carries systemctl's message.
+[[nodiscard]] Result<void> daemonReload();
+// Names of the instance's units that are active or enabled ("" entries
+// skipped); `systemctl is-active` / `is-enabled` per unit.
+[[nodiscard]] std::vector<std::string> busyUnits(const std::string& user);
+
+} // namespace pukaipu::units
