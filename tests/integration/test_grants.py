@@ -94,8 +94,14 @@ def write_config(path, cfg):
     return path
 
 
+# Host folders the tests grant. Not under the build tree: a checkout may live
+# under /tmp, which pukaipu never lets an instance mount.
+HOSTDATA = f"/srv/pukaipu-test-grants-{os.getpid()}"
+
+
 def setUpModule():
     global S, ROOTFS, AUDIO_ROOTFS, CFG_AUDIO
+    os.makedirs(HOSTDATA, mode=0o755, exist_ok=True)
     os.makedirs(h.TMP, mode=0o755, exist_ok=True)
     os.chmod(h.TMP, 0o755)
     S = Sysroot("grants")
@@ -107,6 +113,7 @@ def setUpModule():
 
 
 def tearDownModule():
+    shutil.rmtree(HOSTDATA, ignore_errors=True)
     if S:
         S.cleanup()
     shutil.rmtree(RUN_DIR, ignore_errors=True)
@@ -258,7 +265,7 @@ class Mounts(Base):
     def test_granted_folders_inside_ro_and_rw_and_absent_without(self):
         uid = self.create("gmnt")
         home = self.home("gmnt")
-        shared = os.path.join(S.root, "shared-ro")
+        shared = os.path.join(HOSTDATA, "shared-ro")
         os.makedirs(shared, mode=0o755, exist_ok=True)
         with open(os.path.join(shared, "hello.txt"), "w") as f:
             f.write("shared-content\n")
@@ -301,7 +308,7 @@ class Mounts(Base):
         uid = self.create("gref")
         self.create("gneighbour")
         home = self.home("gref")
-        secret = os.path.join(S.root, "root-only")
+        secret = os.path.join(HOSTDATA, "root-only")
         os.makedirs(secret, mode=0o700, exist_ok=True)
         os.chmod(secret, 0o700)
         # The user plants symlinks in its own home.
@@ -327,7 +334,7 @@ class Mounts(Base):
             ("/home/gneighbour", "it is or lies inside '/home/gneighbour'"),
             ("/home", "it contains '/home/"),
             ("/var", "it contains"),
-            (S.root, "it contains"),  # holds the state directory
+            (S.root, "refused"),  # holds the state directory (and may lie in /tmp)
             (secret, "the user cannot"),
             ("/home/gref/missing", "No such file or directory"),
             ("/home/gref/to-etc", "(resolves to '/etc'): refused"),
@@ -358,7 +365,7 @@ class Mounts(Base):
         r = self.start("gswap")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("session-ran", r.stdout)
-        secret = os.path.join(S.root, "root-only-2")
+        secret = os.path.join(HOSTDATA, "root-only-2")
         os.makedirs(secret, mode=0o700, exist_ok=True)
         for target, needle in (("/etc", " (resolves to '/etc'): refused, it is or lies inside '/etc'"),
                                ("/home/gvictim", " (resolves to '/home/gvictim'): refused"),
