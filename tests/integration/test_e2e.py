@@ -1,0 +1,357 @@
+"""End to end (issue 8): a real pukaipu instance, seen through real clients.
+
+`pukaipu create` makes two instances, alice and bob, in a private copy of /etc
+and /home; `pukaipu-run alice` runs alice's desktop from the real rootfs
+(rootfs-builder's default: Xpra + Qtile + Chromium) with network mode `none`
+and the browser's background networking off. Then, from the host:
+
+- Debian 12's xpra client takes a screenshot through the TLS port with alice's
+  client certificate (extracted from client.p12 with the printed passphrase);
+- headless Chromium opens the HTML5 client with client.p12 in its NSS database
+  and the AutoSelectCertificateForUrls policy, and a DevTools screenshot must
+  show Qtile's bar and a browser window;
+- refused: bob's certificate, no certificate, a certificate from a CA in the
+  rootfs's system trust store, plaintext HTTP, TLS 1.0 and 1.1;
+- persistence: the browser's profile lands in /home/alice on the host, owned by
+  alice, and the browser of the next start of the instance reuses it.
+
+Screenshots go to TMP/e2e-artifacts (docs/desktop.png is one of them).
+Needs root, xpra, chromium, certutil/pk12util (libnss3-tools) and python3-pil
+(.ci/install-deps installs them), and the rootfs (cached in
+/var/cache/pukaipu-tests/rootfs, built by rootfs-builder when missing).
+Run alone: meson test -C build --suite e2e -v
+"""
+import json
+import os
+import shutil
+import socket
+import ssl
+import sys
+import time
+import unittest
+import warnings
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SRC = os.environ.get("PUKAIPU_SOURCE_ROOT") or os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
+import e2e_harness as e  # noqa: E402
+import harness as h  # noqa: E402
+
+HOST = ALICE = BOB = INST = None
+ROGUE = None   # (ca, crt, key)
+ART = os.path.join(e.TMP, "e2e-artifacts")
+VIEWPORT = (1280, 800)  # the headless client's window; the desktop follows it
+
+
+def missing_tools():
+    out = []
+    for tool in ("xpra", "chromium", "certutil", "pk12util", "openssl", "setpriv", "unshare"):
+        if not shutil.which(tool):
+            out.append(tool)
+    if not os.access(e.CHROMIUM, os.X_OK):
+        out.append(e.CHROMIUM)
+    try:
+        import PIL  # noqa: F401 (the pixel checks)
+    except ImportError:
+        out.append(f"python3-pil (for {sys.executable})")
+    return out
+
+
+def setUpModule():
+    try:
+        start_alice()
+    except BaseException:
+        tearDownModule()  # unittest skips it when setUpModule fails
+        raise
+
+
+def start_alice():
+    global HOST, ALICE, BOB, INST, ROGUE
+    os.makedirs(e.TMP, mode=0o755, exist_ok=True)
+    os.chmod(e.TMP, 0o755)
+    shutil.rmtree(ART, ignore_errors=True)
+    os.makedirs(ART, mode=0o755)
+    rootfs = e.desktop_harness.ensure_rootfs("default")
+    ROGUE = e.make_rogue_pki(os.path.join(e.TMP, "e2e-rogue"))
+    layer = e.trust_store_layer(rootfs, ROGUE[0], os.path.join(e.TMP, "e2e-trust-layer"))
+    HOST = e.E2eHost("e2e", rootfs, extra_layer=layer)
+    ALICE = HOST.create("alice")
+    BOB = HOST.create("bob")
+    for who in (ALICE, BOB):
+        who["crt"], who["key"] = e.p12_to_pem(who["p12"], who["passphrase"], HOST.root, who["user"])
+    INST = e.Instance(HOST, "alice", ALICE["port"])
+    ready = e.wait_https_200(ALICE["port"], ctx(ALICE), INST.t0, time.monotonic() + 90, INST.alive)
+    if ready is None:
+        raise RuntimeError(f"alice's desktop never served its page; log:\n{INST.log_tail(40)}")
+    print(f"MEASURE alice: HTML5 page served {ready:.2f} s after pukaipu-run started", flush=True)
+
+
+def tearDownModule():
+    global INST, HOST
+    if INST:
+        INST.stop()
+        INST = None
+    if HOST:
+        HOST.cleanup()
+        HOST = None
+
+
+def ctx(who=None):
+    if who is None:
+        return e.client_ctx(HOST.host_ca)
+    return e.client_ctx(HOST.host_ca, who["crt"], who["key"])
+
+
+def xpra_frame(name, who, port=None, tries=5):
+    """`xpra screenshot` with who's certificate; returns (path, seen, last
+    CompletedProcess). Only meaningful while a display client is attached:
+    without one, xpra 3.1 keeps answering with the frame it captured first
+    (seen here: a blank screen for a whole minute after the desktop was up)."""
+    path = os.path.join(ART, name)
+    seen, r = None, None
+    for _ in range(tries):
+        r = e.xpra_screenshot(path, port or ALICE["port"], who["crt"], who["key"], HOST.host_ca)
+        if r.returncode == 0 and os.path.exists(path):
+            im = e.load_png(path)
+            seen = e.desktop_seen(im, screen=im.size)
+            seen["size"] = im.size
+            if e.looks_like_desktop(seen):
+                break
+        time.sleep(1)
+    return path, seen, r
+
+
+def both_clients(tag):
+    """Headless Chromium opens the HTML5 client with alice's client.p12 and
+    waits (DevTools screenshots, once a second, up to 30 s, then after one
+    reload up to 60 s) until the page shows the desktop; then, while that
+    display client is attached, the host's xpra client takes its
+    screenshot. Returns what both saw."""
+    out = {"html5": None, "html5_path": os.path.join(ART, f"html5-client{tag}.png"), "title": None,
+           "peers": set(), "drawn_s": None, "settled_s": None, "xpra": (None, None, None), "log": ""}
+    origin = f"https://127.0.0.1:{ALICE['port']}"
+    c = e.Chromium("alice" + tag, origin, ALICE["p12"], ALICE["passphrase"], HOST.host_ca, size=VIEWPORT)
+    try:
+        c.open("about:blank")
+        c.set_viewport(VIEWPORT)
+        out.update(c.show_desktop(origin + "/", out["html5_path"], timeout=30))
+        if out["drawn_s"] is None:
+            # Seen about once in 40 connections right after a start: the
+            # HTML5 client loads and connects (its menu is there) but no
+            # desktop window ever comes. Say so, and connect once more.
+            print(f"NOTE: the HTML5 client showed no desktop in 30 s ({out['seen']}); reloading once", flush=True)
+            shutil.copy(out["html5_path"], out["html5_path"].replace(".png", "-no-desktop.png"))
+            out.update(c.show_desktop(origin + "/", out["html5_path"], timeout=60))
+        out["html5"] = out.pop("seen")
+        out["title"] = c.evaluate("document.title")
+        out["xpra"] = xpra_frame(f"xpra-client{tag}.png", ALICE)
+        out["peers"] = e.peers_of(e.process_tree(c.proc.pid))
+    finally:
+        c.close()
+        out["log"] = c.log_tail()
+    print(f"html5 client{tag}: {out['html5_path']} {out['html5']}, drawn after {out['drawn_s']} s, "
+          f"settled after {out['settled_s']} s; xpra client{tag}: {out['xpra'][0]} {out['xpra'][1]}", flush=True)
+    return out
+
+
+class Test1Clients(unittest.TestCase):
+    """The two real clients on the host see the desktop."""
+
+    @classmethod
+    def setUpClass(cls):
+        # A screenshot by the xpra client before any display client came:
+        # shows what "stale frame" means (not asserted).
+        early = xpra_frame("xpra-client-no-display-client.png", ALICE, tries=1)
+        print(f"xpra client, no display client attached yet: {early[1]}", flush=True)
+        cls.seen = both_clients("")
+
+    def test_1_html5_client_in_chromium(self):
+        s = self.seen
+        self.assertIsNotNone(s["html5"], s["log"])
+        self.assertTrue(e.looks_like_desktop(s["html5"]),
+                        f"{s['html5_path']}: the page does not show Qtile's bar and a browser window: {s['html5']}")
+        self.assertIn("xpra", (s["title"] or "").lower())
+        self.assertIsNotNone(s["settled_s"], "the desktop kept changing for 60 s")
+
+    def test_2_xpra_client_screenshot(self):
+        path, seen, r = self.seen["xpra"]
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIsNotNone(seen, "no screenshot")
+        self.assertEqual(seen["size"], VIEWPORT, "the frame is not the desktop the HTML5 client sized")
+        self.assertTrue(e.looks_like_desktop(seen), f"{path}: not a desktop frame: {seen}")
+
+    def test_3_client_browser_talks_only_to_this_machine(self):
+        # Every connected socket of the client browser goes to loopback (the
+        # dead proxy catches everything else).
+        peers = self.seen["peers"]
+        self.assertTrue(any(p[2] == ALICE["port"] for p in peers), f"no connection to the instance: {peers}")
+        outside = [p for p in peers if not e.is_loopback(p[1])]
+        self.assertEqual(outside, [], f"the client browser talked to {outside}")
+
+    def test_4_instance_has_no_route_out(self):
+        # The container's network namespace, read from the host: lo only.
+        pids = [p for p in INST.pids() if p != INST.proc.pid]
+        self.assertTrue(pids)
+        with open(f"/proc/{pids[0]}/net/dev") as f:
+            ifaces = sorted(line.split(":")[0].strip() for line in f.read().splitlines()[2:])
+        self.assertEqual(ifaces, ["lo"])
+        with open(f"/proc/{pids[0]}/net/route") as f:
+            self.assertEqual(f.read().splitlines()[1:], [], "an IPv4 route in the container")
+        browsers = []
+        for p in pids:
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"/chromium") and not any(a.startswith(b"--type=") for a in argv):
+                browsers.append(argv)
+        self.assertTrue(browsers, "no browser in the instance")
+        for flag in (b"--disable-background-networking", b"--disable-component-update", b"--no-pings"):
+            self.assertIn(flag, browsers[0], "PUKAIPU_TEST_OFFLINE did not reach the browser")
+
+
+class Test2Refused(unittest.TestCase):
+    """Only alice's own certificate opens alice's desktop, over TLS >= 1.2."""
+
+    def test_alice_certificate_opens_it(self):
+        kind, status, body = e.https_get(ALICE["port"], ctx(ALICE))
+        self.assertEqual(kind, "http", status)
+        self.assertIn(" 200 ", status + " ")
+        self.assertIn(b"xpra", body.lower())
+
+    def test_another_instances_certificate(self):
+        kind, why, _ = e.https_get(ALICE["port"], ctx(BOB))
+        self.assertEqual(kind, "refused", why)
+        self.assertIn("ALERT_UNKNOWN_CA", why)
+        r = e.xpra_screenshot(os.path.join(ART, "bob-on-alice.png"), ALICE["port"], BOB["crt"], BOB["key"],
+                              HOST.host_ca, timeout=30)
+        self.assertNotEqual(r.returncode, 0, "xpra client with bob's certificate got in")
+        self.assertFalse(os.path.exists(os.path.join(ART, "bob-on-alice.png")))
+
+    def test_no_certificate(self):
+        kind, why, _ = e.https_get(ALICE["port"], ctx())
+        self.assertEqual(kind, "refused", why)
+        self.assertIn("CERTIFICATE_REQUIRED", why)
+
+    def test_certificate_from_the_rootfs_system_trust_store(self):
+        # Control: the CA is in the system store the container sees (the
+        # overlay), so OpenSSL's default paths there would accept it.
+        store = os.path.join(HOST.layer, "etc", "ssl", "certs")
+        v = e.run(["openssl", "verify", "-CApath", store, ROGUE[1]])
+        self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
+        with open(os.path.join(store, "ca-certificates.crt")) as f, open(ROGUE[0]) as g:
+            self.assertIn(g.read().strip(), f.read())
+        kind, why, _ = e.https_get(ALICE["port"], e.client_ctx(HOST.host_ca, ROGUE[1], ROGUE[2]))
+        self.assertEqual(kind, "refused", why)
+        self.assertIn("ALERT_UNKNOWN_CA", why)
+
+    def test_plaintext_http(self):
+        with socket.create_connection(("127.0.0.1", ALICE["port"]), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            data = b""
+            try:
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            except OSError:
+                pass
+        # xpra answers a plain request on its TLS socket with an error page
+        # and closes: never the HTML5 client.
+        first = data.split(b"\r\n", 1)[0].split(b"\n", 1)[0]
+        self.assertNotIn(b" 200 ", first + b" ", data[:200])
+        if data:
+            self.assertTrue(first.startswith(b"HTTP/1.1 400"), data[:200])
+            self.assertIn(b"does not support HTTP requests", data)
+        self.assertNotIn(b"<script", data.lower())
+
+    def tls_with(self, version):
+        c = ctx(ALICE)
+        # The host's OpenSSL would not even offer TLS < 1.2 (MinProtocol and
+        # SECLEVEL 2 in Debian's openssl.cnf): lift that, so any refusal is
+        # the server's.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            c.minimum_version = ssl.TLSVersion.TLSv1
+            c.maximum_version = version
+        c.set_ciphers("DEFAULT:@SECLEVEL=0")
+        return e.https_get(ALICE["port"], c)
+
+    def test_tls_1_0_and_1_1(self):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            old = (ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1)
+        for v in old:
+            kind, why, _ = self.tls_with(v)
+            self.assertEqual(kind, "refused", f"{v.name}: {why}")
+            # The server's alert, not the client giving up.
+            self.assertIn("ALERT_PROTOCOL_VERSION", why, v.name)
+        # Control: the same client settings up to TLS 1.2 get in.
+        kind, status, _ = self.tls_with(ssl.TLSVersion.TLSv1_2)
+        self.assertEqual(kind, "http", status)
+
+
+class Test3Persistence(unittest.TestCase):
+    """The browser's profile lands in /home/alice on the host, owned by alice,
+    and survives a restart: the next browser reuses it."""
+
+    def test_profile_survives_a_restart(self):
+        global INST
+        pw = HOST.passwd()["alice"]
+        uid, gid, home_in_passwd = int(pw[2]), int(pw[3]), pw[5]
+        self.assertEqual(home_in_passwd, "/home/alice")
+        home = HOST.host_home("alice")   # /home/alice in the host's (private) /home
+        prefs = os.path.join(home, "brave-profile", "Default", "Preferences")
+        self.assertTrue(h.wait_for(lambda: os.path.exists(prefs), 30), "the browser wrote no profile")
+        with open(prefs) as f:
+            created = json.load(f)["profile"]["creation_time"]
+        st = os.stat(prefs)
+        self.assertEqual((st.st_uid, st.st_gid), (uid, gid))
+        not_alices = e.run(["find", home, "(", "!", "-uid", str(uid), "-o", "!", "-gid", str(gid), ")",
+                            "-print"]).stdout.split()
+        self.assertEqual(not_alices, [], "files in the home not owned by alice")
+        before = {os.path.relpath(os.path.join(d, n), home) for d, _, files in os.walk(home) for n in files}
+
+        # Restart: SIGTERM, as systemctl stop would send.
+        pids = INST.pids()
+        self.assertEqual(INST.stop(), 128 + 15, INST.log_tail(20))
+        left = [p for p in pids if os.path.exists(f"/proc/{p}")]
+        self.assertEqual(left, [], "processes left after the stop")
+        # Printed, not asserted: when xpra (PID 2) exits, the reaper exits
+        # at once and the kernel kills the rest of the container, so the
+        # browser may not get to record a clean exit ("Crashed": the next
+        # start offers to restore pages).
+        with open(prefs) as f:
+            print(f"NOTE: the browser's exit_type after the stop: {json.load(f)['profile'].get('exit_type')}",
+                  flush=True)
+        restarted = time.time()
+        time.sleep(0.1)
+        INST = e.Instance(HOST, "alice", ALICE["port"], log_name="alice-2")
+        ready = e.wait_https_200(ALICE["port"], ctx(ALICE), INST.t0, time.monotonic() + 90, INST.alive)
+        self.assertIsNotNone(ready, INST.log_tail(30))
+        seen = both_clients("-after-restart")
+        self.assertTrue(seen["html5"] and e.looks_like_desktop(seen["html5"]), seen)
+
+        # The new browser rewrote Preferences, and it is still the same profile.
+        def rewritten():
+            try:
+                return os.stat(prefs).st_mtime > restarted
+            except OSError:
+                return False
+        self.assertTrue(h.wait_for(rewritten, 30), "the browser of the second start did not use the profile")
+        with open(prefs) as f:
+            self.assertEqual(json.load(f)["profile"]["creation_time"], created, "a new profile was made")
+        after = {os.path.relpath(os.path.join(d, n), home) for d, _, files in os.walk(home) for n in files}
+        kept = {"brave-profile/Local State", "brave-profile/Default/Preferences"}
+        self.assertTrue(kept <= before and kept <= after, (kept - before, kept - after))
+        st = os.stat(prefs)
+        self.assertEqual((st.st_uid, st.st_gid), (uid, gid))
+
+
+if __name__ == "__main__":
+    if os.geteuid() == 0 and missing_tools():
+        print(f"SKIP: missing {', '.join(missing_tools())} (bash .ci/install-deps installs them)")
+        sys.exit(77)
+    h.main()
