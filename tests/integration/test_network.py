@@ -411,16 +411,37 @@ def state():
     }
 
 
+def settled_state(timeout=30):
+    """state() once two readings 0.2 s apart agree and no route names a
+    device that is already gone (ip prints those as "ifN")."""
+    deadline = time.monotonic() + timeout
+    last = state()
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = state()
+        unresolved = any(w.startswith("if") and w[2:].isdigit()
+                         for k in ("routes4", "routes6") for w in now[k].split())
+        if now == last and not unresolved:
+            return now
+        last = now
+    raise AssertionError(f"host network state did not settle in {timeout} s")
+
+
 class Cleanup(unittest.TestCase):
+    maxDiff = None
+
     def test_100_sigkills_leave_nothing_behind(self):
-        r = container("net-warm", ["/bin/true"], "--network", "egress", "--dns", RESOLVER)
-        self.assertEqual(r.returncode, 0, r.stderr)  # the static host table exists from here on
         # Containers started before this test (not by it) may hold veths; a
         # leak is a veth that was not there when the test began.
         preexisting = set(pk_links())
         ours = lambda: set(pk_links()) - preexisting  # noqa: E731
+        r = container("net-warm", ["/bin/true"], "--network", "egress", "--dns", RESOLVER)
+        self.assertEqual(r.returncode, 0, r.stderr)  # the static host table exists from here on
+        # The kernel tears a dead namespace's veth down asynchronously: the
+        # link goes first, its routes a moment later (shown as "dev ifN").
+        # The reference state is the one after net-warm's teardown settled.
         self.assertTrue(h.wait_for(lambda: not ours(), timeout=30), ours())
-        before = state()
+        before = settled_state()
         rng = random.Random(5)
         t0 = time.monotonic()
         for i in range(100):
@@ -439,6 +460,7 @@ class Cleanup(unittest.TestCase):
         drained = time.monotonic() - t0 - elapsed
         print(f"100 start/SIGKILL cycles: {elapsed:.1f} s; veths gone {drained:.1f} s later", file=sys.stderr)
         self.assertTrue(gone, f"veths left: {ours()}")
+        h.wait_for(lambda: state() == before, timeout=30, step=0.1)
         after = state()
         for k in before:
             self.assertEqual(after[k], before[k], k)
