@@ -1,6 +1,8 @@
 #include "provision.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstring>
@@ -14,6 +16,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -254,8 +258,15 @@ void reloadSystemd(const Paths& p, std::vector<std::string>& warnings)
 
 Result<UniqueFd> lockState(const Paths& p)
 {
-	if (mkdir(p.stateDir.c_str(), 0755) < 0 && errno != EEXIST)
-		return failErrno(errno, "create '%s'", p.stateDir.c_str());
+	// The state directory and any missing parents (a fresh host may not have
+	// /var/lib yet in a minimal image; tests point it at a new tree).
+	for (std::size_t i = 1; i <= p.stateDir.size(); i++) {
+		if (i < p.stateDir.size() && p.stateDir[i] != '/')
+			continue;
+		const std::string part = p.stateDir.substr(0, i);
+		if (mkdir(part.c_str(), 0755) < 0 && errno != EEXIST)
+			return failErrno(errno, "create '%s'", part.c_str());
+	}
 	TRYV(ensureRootDir(p.instancesDir(), 0755));
 	UniqueFd fd(open(p.lockFile().c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
 	if (!fd)
@@ -296,6 +307,39 @@ Result<uint32_t> pickUid(const GlobalConfig& g)
 			return u;
 	return fail("no free uid left in the range %u-%u", g.uids.first, g.uids.last);
 }
+
+namespace {
+// TCP ports with a listening socket in this network namespace, on any
+// address, from /proc/net/tcp and tcp6 ("sl local_address rem_address st",
+// addresses as HEXADDR:HEXPORT, st 0A = LISTEN). A port someone else holds
+// would make the instance's first start fail with EADDRINUSE.
+Result<std::set<uint16_t>> listeningTcpPorts()
+{
+	std::set<uint16_t> out;
+	for (const char* file : { "/proc/net/tcp", "/proc/net/tcp6" }) {
+		auto text = readFileLimited(file, 64u << 20);
+		if (!text) {
+			if (text.error().errno_ == ENOENT)
+				continue; // no IPv6 in this kernel
+			return tl::unexpected(text.error());
+		}
+		std::size_t pos = text->find('\n'); // header
+		while (pos != std::string::npos && pos + 1 < text->size()) {
+			std::size_t end = text->find('\n', pos + 1);
+			std::string line = text->substr(pos + 1, end == std::string::npos ? std::string::npos : end - pos - 1);
+			pos = end;
+			char local[128], remote[128];
+			unsigned st = 0;
+			if (std::sscanf(line.c_str(), " %*u: %127s %127s %x", local, remote, &st) != 3 || st != 0x0A)
+				continue;
+			const char* colon = std::strrchr(local, ':');
+			if (colon)
+				out.insert((uint16_t)std::strtoul(colon + 1, nullptr, 16));
+		}
+	}
+	return out;
+}
+} // namespace
 
 Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const CreateRequest& r)
 {
@@ -375,13 +419,16 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 	auto portUsed = [&](uint32_t port) {
 		return std::any_of(all->begin(), all->end(), [&](const InstanceConfig& i) { return i.port == port; });
 	};
+	TRY(listening, listeningTcpPorts());
 	if (r.port) {
 		if (portUsed(*r.port))
 			return fail("--port %u: already used by another instance", *r.port);
+		if (listening->contains(*r.port))
+			return fail("--port %u: a program on this host already listens on it", *r.port);
 		inst.port = *r.port;
 	} else {
 		for (uint32_t port = g.ports.first; port <= g.ports.last && !inst.port; port++)
-			if (!portUsed(port))
+			if (!portUsed(port) && !listening->contains((uint16_t)port))
 				inst.port = (uint16_t)port;
 		if (!inst.port)
 			return fail("no free port left in the range %u-%u", g.ports.first, g.ports.last);

@@ -5,6 +5,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import stat
 import subprocess
 import time
@@ -159,6 +160,37 @@ class Instances(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assert_refused(self.create("pb", "--port", "24590"), "already used by another instance")
         self.assert_refused(self.create("pc", "--uid", "3090"), "already used")
+
+    def test_ports_with_a_listener_on_the_host_are_skipped(self):
+        # Another program already listening on a port of the range would make
+        # the instance's first start fail with EADDRINUSE: create skips it.
+        r = self.pukaipu("list", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        taken = {x["port"] for x in json.loads(r.stdout)}
+        free = [p for p in range(24500, 24600) if p not in taken]
+        socks = []
+        for port in free:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # someone else's already: create must skip it too
+                s.close()
+                continue
+            s.listen(1)
+            socks.append(s)
+            break
+        self.assertTrue(socks, "no port of the test range could be bound")
+        held = socks[0].getsockname()[1]
+        try:
+            self.assert_refused(self.create("busy1", "--port", str(held)), "already listens on it")
+            r = self.create("busy2")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            port = int(re.search(r"port (\d+)", r.stdout).group(1))
+            self.assertNotEqual(port, held)
+            self.assertGreater(port, held)  # the lowest free port was the held one
+        finally:
+            for s in socks:
+                s.close()
 
     def test_adopts_an_existing_user_in_range(self):
         r = self.s.run(["useradd", "--uid", "3050", "--user-group", "--create-home", "--home-dir",
