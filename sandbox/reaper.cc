@@ -1,11 +1,53 @@
 #include "reaper.h"
 
 #include <cerrno>
+#include <ctime>
 #include <initializer_list>
 #include <sys/wait.h>
 #include <unistd.h>
 
 namespace pukaipu {
+
+namespace {
+int exitCodeOf(int status) noexcept
+{
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+long long nowMs() noexcept
+{
+	timespec ts {};
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+// The payload is gone. What it left behind (a browser whose parent was
+// xpra, say) gets SIGTERM and kDrainMs to write its state and exit, as it
+// would on a normal logout; PID 1's own exit then makes the kernel SIGKILL
+// whatever is still there. kill(-1) from PID 1 reaches every process of this
+// PID namespace except PID 1 itself, and nothing outside it.
+[[noreturn]] void drainAndExit(int code, const sigset_t* set) noexcept
+{
+	kill(-1, SIGTERM);
+	const long long deadline = nowMs() + kDrainMs;
+	for (;;) {
+		int status;
+		pid_t pid;
+		while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		}
+		if (pid < 0 && errno == ECHILD)
+			_exit(code); // every process of the namespace has exited
+		const long long left = deadline - nowMs();
+		if (left <= 0)
+			_exit(code);
+		timespec ts { (time_t)(left / 1000), (long)(left % 1000) * 1000000L };
+		siginfo_t si;
+		// Further SIGTERM/SIGINT from outside change nothing now: the
+		// processes already have theirs, and the parent's grace still runs.
+		(void)sigtimedwait(set, &si, &ts);
+	}
+}
+} // namespace
 
 void forwardedSignals(sigset_t* set) noexcept
 {
@@ -36,7 +78,7 @@ void reapUntilPayloadExits(pid_t payload) noexcept
 				break;
 			if (pid != payload)
 				continue; // an orphan, reaped
-			_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+			drainAndExit(exitCodeOf(status), &set);
 		}
 	}
 }

@@ -20,17 +20,6 @@ def start(name, args, *extra):
     return p
 
 
-def container_pids(launcher_pid):
-    """Every process below the launcher (the container's PID 1 and its descendants)."""
-    seen, todo = set(), [launcher_pid]
-    while todo:
-        for c in h.children_of(todo.pop()):
-            if c not in seen:
-                seen.add(c)
-                todo.append(c)
-    return seen
-
-
 def alive(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -83,12 +72,29 @@ class Signals(unittest.TestCase):
     def test_sigkill_of_launcher_leaves_no_container_process(self):
         p = start("kill-launcher", ["/bin/sh", "-c", "sleep 1000 & sleep 1000 & wait"])
         time.sleep(0.3)
-        inside = container_pids(p.pid)
+        inside = h.descendants(p.pid)
         self.assertGreaterEqual(len(inside), 3, inside)
         p.kill()
         p.communicate(timeout=10)
         gone = h.wait_for(lambda: not any(alive(x) for x in inside), timeout=10)
         self.assertTrue(gone, [x for x in inside if alive(x)])
+
+    def test_leftovers_get_sigterm_when_the_payload_exits(self):
+        # A process the payload leaves behind (the browser when xpra exits)
+        # is told to stop, not killed outright: its TERM handler runs.
+        r = h.run(h.bundle("drain", h.base_spec(
+            ["/bin/sh", "-c", "(trap 'echo drained; exit 0' TERM; while :; do sleep 0.1; done) & sleep 0.3; exit 3"])))
+        self.assertEqual(r.returncode, 3, r.stderr)
+        self.assertIn("drained", r.stdout)
+
+    def test_leftovers_that_ignore_sigterm_are_killed_after_the_drain(self):
+        t0 = time.monotonic()
+        r = h.run(h.bundle("drain-ignored", h.base_spec(
+            ["/bin/sh", "-c", "(trap '' TERM; while :; do sleep 0.1; done) & sleep 0.3; exit 4"])), timeout=30)
+        elapsed = time.monotonic() - t0
+        self.assertEqual(r.returncode, 4, r.stderr)
+        self.assertGreaterEqual(elapsed, 2.0)  # 0.3 s payload + 2 s drain
+        self.assertLess(elapsed, 10)
 
     def test_orphans_are_reaped(self):
         r = h.run(h.bundle("orphans", h.base_spec(
@@ -143,7 +149,7 @@ class NoLeaks(unittest.TestCase):
         with open("/proc/self/mountinfo") as f:
             mounts = [line for line in f if h.rootfs() in line]
         self.assertEqual(mounts, [])
-        self.assertEqual(container_pids(os.getpid()), set())  # no process of ours is left
+        self.assertEqual(h.descendants(os.getpid()), set())  # no process of ours is left
 
 
 if __name__ == "__main__":
