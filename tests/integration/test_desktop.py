@@ -189,6 +189,10 @@ class DesktopRun:
                 if p["env_readable"]:
                     self.assertFalse(p["has_ssl_cert_env"], f"{role} inherited SSL_CERT_FILE")
 
+    def test_xpra_can_resize_window_icons(self):
+        # xpra 3.1.5 + Pillow >= 10: the rootfs's pukaipu_pil_compat.
+        self.assertTrue(self.seen["pillow"]["ok"], self.seen["pillow"])
+
     def test_new_commands_cannot_be_started(self):
         c = self.seen["control_start"]
         self.assertNotEqual(c["rc"], 0, c)
