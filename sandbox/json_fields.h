@@ -1,7 +1,12 @@
 // json_fields: typed accessors for strict JSON parsing. Every error names
-// the JSON path of the offending field ("process.rlimits[0].soft: expected a
-// non-negative integer"). Used by the OCI spec, seccomp profiles and
-// pukaipu's own configuration files.
+// the JSON path of the offending field and what was found there
+// ("process.rlimits[0].soft: expected a non-negative integer, got -1"), so a
+// sysadmin can fix the file without reading our code. Used by the OCI spec,
+// seccomp profiles and pukaipu's own configuration files.
+//
+// A path is a JSON path ("linux.seccomp"), or a file name followed by ':'
+// ("/etc/p.json:") when the document is a file of its own; its keys then
+// follow after a space: "/etc/p.json: syscalls[2].action".
 #pragma once
 
 #include <cstdint>
@@ -19,11 +24,16 @@ using json = nlohmann::json;
 
 // Fails on any key of object `j` not in `allowed` (or if `j` is not an object).
 [[nodiscard]] Result<void> onlyKeys(const json& j, const std::string& path, std::initializer_list<const char*> allowed);
-// "a.b" / "a[3]": JSON paths for messages.
+// "a.b" / "a[3]" / "/etc/p.json: b": JSON paths for messages.
 [[nodiscard]] std::string sub(const std::string& path, const char* key);
 [[nodiscard]] std::string idx(const std::string& path, size_t i);
+// `path` as a message shows the value itself: a file name loses its ':'.
+[[nodiscard]] std::string shown(const std::string& path);
+[[nodiscard]] Result<void> checkArray(const json& j, const std::string& path);
 [[nodiscard]] Result<std::string> getString(const json& j, const std::string& path);
 [[nodiscard]] Result<bool> getBool(const json& j, const std::string& path);
+// A non-negative integer no larger than `max`.
+[[nodiscard]] Result<uint64_t> getUnsigned(const json& j, const std::string& path, uint64_t max);
 [[nodiscard]] Result<uint64_t> getU64(const json& j, const std::string& path);
 [[nodiscard]] Result<uint32_t> getU32(const json& j, const std::string& path);
 [[nodiscard]] Result<std::vector<std::string>> getStrings(const json& j, const std::string& path);

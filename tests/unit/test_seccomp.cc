@@ -164,13 +164,15 @@ TEST_CASE("seccomp: parse names the JSON path of every bad field")
 		{ R"({"defaultAction": 1})", "linux.seccomp.defaultAction: expected a string, got 1" },
 		{ R"({"defaultAction": "SCMP_ACT_NOPE"})", "linux.seccomp.defaultAction: unknown action 'SCMP_ACT_NOPE'" },
 		{ R"({"defaultAction": "SCMP_ACT_NOTIFY"})", "linux.seccomp.defaultAction: unknown action" },
-		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "foo": 1})", "linux.seccomp.foo: unknown key" },
+		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "foo": 1})", "linux.seccomp.foo: field not supported by pukaipu" },
 		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1})",
 		  "linux.seccomp.defaultErrnoRet: errnoRet is only valid with SCMP_ACT_ERRNO" },
 		{ R"({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": -1})",
-		  "linux.seccomp.defaultErrnoRet: expected an unsigned integer, got -1" },
+		  "linux.seccomp.defaultErrnoRet: expected a non-negative integer, got -1" },
 		{ R"({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 4096})",
 		  "linux.seccomp.defaultErrnoRet: errno out of range" },
+		{ R"({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 4294967296})",
+		  "linux.seccomp.defaultErrnoRet: 4294967296 is out of range (max 4294967295)" },
 		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "comment": 3})", "linux.seccomp.comment: expected a string" },
 		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "architectures": "SCMP_ARCH_X86_64"})",
 		  "linux.seccomp.architectures: expected an array of strings, got string" },
@@ -193,12 +195,14 @@ TEST_CASE("seccomp: parse names the JSON path of every bad field")
 		  "linux.seccomp.syscalls[0].action: missing" },
 		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [], "action": "SCMP_ACT_ALLOW"}]})",
 		  "linux.seccomp.syscalls[0].names: must not be empty" },
+		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": null, "action": "SCMP_ACT_ALLOW"}]})",
+		  "linux.seccomp.syscalls[0].names: must not be empty" },
 		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read", 2], "action": "SCMP_ACT_ALLOW"}]})",
 		  "linux.seccomp.syscalls[0].names[1]: expected a string, got 2" },
 		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "comment": []}]})",
 		  "linux.seccomp.syscalls[0].comment: expected a string, got array" },
 		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"name": "read", "action": "SCMP_ACT_ALLOW"}]})",
-		  "linux.seccomp.syscalls[0].name: unknown key" },
+		  "linux.seccomp.syscalls[0].name: field not supported by pukaipu" },
 		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
 			{"names": ["read"], "action": "SCMP_ACT_ERRNO"},
 			{"names": ["write"], "action": "SCMP_ACT_FOO"}]})",
@@ -208,7 +212,7 @@ TEST_CASE("seccomp: parse names the JSON path of every bad field")
 		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": 5000}]})",
 		  "linux.seccomp.syscalls[0].errnoRet: errno out of range" },
 		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": "1"}]})",
-		  "linux.seccomp.syscalls[0].errnoRet: expected an unsigned integer, got string" },
+		  "linux.seccomp.syscalls[0].errnoRet: expected a non-negative integer, got string" },
 		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "includes": {}}]})",
 		  "linux.seccomp.syscalls[0].includes: Docker's 'includes' is not supported" },
 		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "excludes": {}}]})",
@@ -225,16 +229,16 @@ TEST_CASE("seccomp: parse names the JSON path of every bad field")
 		  "linux.seccomp.syscalls[0].args[0].index: 6 is out of range (max 5)" },
 		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
 			"args": [{"index": 0, "value": -1, "op": "SCMP_CMP_EQ"}]}]})",
-		  "linux.seccomp.syscalls[0].args[0].value: expected an unsigned integer, got -1" },
+		  "linux.seccomp.syscalls[0].args[0].value: expected a non-negative integer, got -1" },
 		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
 			"args": [{"index": 0, "value": 1, "valueTwo": 1.5, "op": "SCMP_CMP_EQ"}]}]})",
-		  "linux.seccomp.syscalls[0].args[0].valueTwo: expected an unsigned integer, got 1.5" },
+		  "linux.seccomp.syscalls[0].args[0].valueTwo: expected a non-negative integer, got 1.5" },
 		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
 			"args": [{"index": 0, "value": 1}]}]})",
 		  "linux.seccomp.syscalls[0].args[0].op: missing" },
 		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
 			"args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ", "foo": 0}]}]})",
-		  "linux.seccomp.syscalls[0].args[0].foo: unknown key" },
+		  "linux.seccomp.syscalls[0].args[0].foo: field not supported by pukaipu" },
 		{ R"({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
 			"args": [{"index": 2, "value": 1, "op": "SCMP_CMP_GT"}, {"index": 2, "value": 9, "op": "SCMP_CMP_LT"}]}]})",
 		  "linux.seccomp.syscalls[0].args[1].index: argument compared twice in one rule" },
@@ -266,6 +270,16 @@ TEST_CASE("seccomp: loadSeccompFile names the file")
 	r = loadSeccompFile(bad);
 	REQUIRE(!r);
 	CHECK(r.error().message() == bad + ": syscalls[0].action: unknown action 'ALLOW'");
+
+	// The file name stands for the top-level object, and is not a key.
+	std::ofstream(bad) << "[]";
+	r = loadSeccompFile(bad);
+	REQUIRE(!r);
+	CHECK(r.error().message() == bad + ": expected an object, got array");
+	std::ofstream(bad) << R"({"defaultAction": "SCMP_ACT_ALLOW", "foo": 1})";
+	r = loadSeccompFile(bad);
+	REQUIRE(!r);
+	CHECK(r.error().message() == bad + ": foo: field not supported by pukaipu");
 
 	r = loadSeccompFile(tmp.path);
 	REQUIRE(!r);
