@@ -241,7 +241,71 @@ def write_bundle(name, spec):
     return d
 
 
-class Desktop:
+def process_tree(root_pid):
+    """root_pid and every process below it (host PIDs)."""
+    seen, todo = {root_pid}, [root_pid]
+    while todo:
+        pid = todo.pop()
+        try:
+            for t in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{t}/children") as f:
+                    for c in f.read().split():
+                        if int(c) not in seen:
+                            seen.add(int(c))
+                            todo.append(int(c))
+        except OSError:
+            pass
+    return seen
+
+
+def pss_kib(pids):
+    """The proportional set size of these processes together, in KiB."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total
+
+
+def file_tail(path, n):
+    """The last n lines of a log file; "" when there is none yet."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
+class Supervised:
+    """pukaipu-run in the background (self.proc), its output in
+    self.log_path (open as self.logf)."""
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def log_tail(self, n=40):
+        return file_tail(self.log_path, n)
+
+    def stop(self, timeout=20):
+        """SIGTERM to pukaipu-run (it stops the container); SIGKILL after timeout."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.logf.close()
+        return self.proc.returncode
+
+
+class Desktop(Supervised):
     """One running container: pukaipu-run with a listening socket as fd 3."""
 
     def __init__(self, name, spec):
@@ -268,51 +332,15 @@ class Desktop:
 
     def pids(self):
         """The container's processes as host PIDs (below pukaipu-run)."""
-        seen, todo = set(), [self.proc.pid]
-        while todo:
-            pid = todo.pop()
-            try:
-                for t in os.listdir(f"/proc/{pid}/task"):
-                    with open(f"/proc/{pid}/task/{t}/children") as f:
-                        for c in f.read().split():
-                            if int(c) not in seen:
-                                seen.add(int(c))
-                                todo.append(int(c))
-            except OSError:
-                pass
-        return seen
+        return process_tree(self.proc.pid) - {self.proc.pid}
 
     def pss_kib(self, pids=None):
-        total = 0
-        for pid in pids if pids is not None else self.pids():
-            try:
-                with open(f"/proc/{pid}/smaps_rollup") as f:
-                    for line in f:
-                        if line.startswith("Pss:"):
-                            total += int(line.split()[1])
-                            break
-            except OSError:
-                pass
-        return total
-
-    def log_tail(self, n=40):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
+        return pss_kib(pids if pids is not None else self.pids())
 
     def stop(self, timeout=20):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        status = super().stop(timeout)
         self.sock.close()
-        self.logf.close()
-        return self.proc.returncode
+        return status
 
 
 def client_context(pki, cert=None):

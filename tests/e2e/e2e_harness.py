@@ -236,7 +236,7 @@ def listening_socket(port):
     return s
 
 
-class Instance:
+class Instance(desktop_harness.Supervised):
     """`pukaipu-run USER` in the host's private namespace, in the background.
     Without listen_sock it binds the port itself (no systemd here); with
     one, it gets the socket as fd 3 with LISTEN_FDS/LISTEN_PID, exactly what
@@ -252,44 +252,15 @@ class Instance:
                           {3: listen_sock.fileno()} if listen_sock else None, env=host.env(),
                           stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT)
 
-    def alive(self):
-        return self.proc.poll() is None
-
     def pids(self):
         """pukaipu-run and every process below it (host PIDs)."""
         return process_tree(self.proc.pid)
 
     def pss_kib(self):
-        total = 0
-        for pid in self.pids():
-            try:
-                with open(f"/proc/{pid}/smaps_rollup") as f:
-                    for line in f:
-                        if line.startswith("Pss:"):
-                            total += int(line.split()[1])
-                            break
-            except OSError:
-                pass
-        return total
-
-    def log_tail(self, n=40):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
+        return desktop_harness.pss_kib(self.pids())
 
     def stop(self, timeout=30):
-        """SIGTERM to pukaipu-run (it stops the container); SIGKILL after timeout."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.logf.close()
-        return self.proc.returncode
+        return super().stop(timeout)
 
 
 # --- TLS probes -------------------------------------------------------------
@@ -553,11 +524,7 @@ class Chromium:
         return out
 
     def log_tail(self, n=30):
-        try:
-            with open(self.log_path, errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
+        return desktop_harness.file_tail(self.log_path, n)
 
     def close(self):
         """Browser.close, then SIGKILL after 10 s; idempotent."""
@@ -584,21 +551,7 @@ class Chromium:
             self.logf.close()
 
 
-def process_tree(root_pid):
-    """root_pid and every process below it."""
-    seen, todo = {root_pid}, [root_pid]
-    while todo:
-        pid = todo.pop()
-        try:
-            for t in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{t}/children") as f:
-                    for c in f.read().split():
-                        if int(c) not in seen:
-                            seen.add(int(c))
-                            todo.append(int(c))
-        except OSError:
-            pass
-    return seen
+process_tree = desktop_harness.process_tree
 
 
 def _addr(hexaddr):

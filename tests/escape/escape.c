@@ -67,41 +67,8 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
-#if !defined(__x86_64__) || defined(__ILP32__)
-#error "escape is x86_64-only (x32 / int $0x80 attempts)"
-#endif
+#include "x86_64_compat.h"
 
-/* x86_64 numbers older headers may lack. */
-#ifndef SYS_open_tree
-#define SYS_open_tree 428
-#endif
-#ifndef SYS_move_mount
-#define SYS_move_mount 429
-#endif
-#ifndef SYS_fsopen
-#define SYS_fsopen 430
-#endif
-#ifndef SYS_fspick
-#define SYS_fspick 433
-#endif
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
-#endif
-#ifndef SYS_clone3
-#define SYS_clone3 435
-#endif
-#ifndef SYS_pidfd_getfd
-#define SYS_pidfd_getfd 438
-#endif
-#ifndef SYS_pidfd_send_signal
-#define SYS_pidfd_send_signal 424
-#endif
-#ifndef SYS_io_uring_setup
-#define SYS_io_uring_setup 425
-#endif
-#ifndef SYS_mount_setattr
-#define SYS_mount_setattr 442
-#endif
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x80
 #endif
@@ -120,13 +87,7 @@
 #ifndef TIOCGPTPEER
 #define TIOCGPTPEER _IO('T', 0x41)
 #endif
-#ifndef TIOCLINUX
-#define TIOCLINUX 0x541C
-#endif
 
-#define X32_SYSCALL_BIT 0x40000000L
-#define I386_NR_mount 21L
-#define I386_NR_getpid 20L
 #define ATTEMPT_TIMEOUT_S 10
 
 struct mount_attr_compat { uint64_t attr_set, attr_clr, propagation, userns_fd; };
@@ -1358,25 +1319,6 @@ static void a_tioclinux(void)
 	else
 		acc_fail(&a, ioctl(s, TIOCLINUX, &sub), "TIOCLINUX on own ctty");
 	acc_say(&a);
-}
-
-static long raw_syscall0(long nr)
-{
-	long ret;
-
-	__asm__ volatile ("syscall" : "=a" (ret) : "a" (nr) : "rcx", "r11", "memory");
-	return ret;
-}
-
-static long int80_syscall5(long nr, long a, long b, long c, long d, long e)
-{
-	long ret;
-
-	__asm__ volatile ("int $0x80"
-			  : "=a" (ret)
-			  : "a" (nr), "b" (a), "c" (b), "d" (c), "S" (d), "D" (e)
-			  : "r8", "r9", "r10", "r11", "memory");
-	return ret;
 }
 
 static void a_x32(void)

@@ -145,9 +145,36 @@ def children_of(pid):
         for t in os.listdir(f"/proc/{pid}/task"):
             with open(f"/proc/{pid}/task/{t}/children") as f:
                 out |= {int(x) for x in f.read().split()}
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         pass
     return out
+
+
+def descendants(pid):
+    """Every process below pid (not pid itself)."""
+    seen, todo = set(), [pid]
+    while todo:
+        for c in children_of(todo.pop()):
+            if c not in seen:
+                seen.add(c)
+                todo.append(c)
+    return seen
+
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def wait_for(pred, timeout=10.0, step=0.02):

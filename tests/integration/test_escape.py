@@ -210,30 +210,10 @@ def host_ipv4():
     return m.group(1) if m else ""
 
 
-def descendants(pid):
-    seen, todo = set(), [pid]
-    while todo:
-        for c in h.children_of(todo.pop()):
-            if c not in seen:
-                seen.add(c)
-                todo.append(c)
-    return seen
 
 
-def cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
 
 
-def comm(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
 def stop(proc, timeout=20):
@@ -350,8 +330,8 @@ class EscapeBattery(unittest.TestCase):
         cls.alice_log = open(os.path.join(s.root, "alice.log"), "w")
         cls.alice = s.popen([h.RUN, "alice"], env={"PUKAIPU_CONFIG": alice_cfg}, stdin=subprocess.DEVNULL,
                             stdout=cls.alice_log, stderr=subprocess.STDOUT)
-        cls.alice_xvfb = h.wait_for(lambda: next((p for p in descendants(cls.alice.pid)
-                                                 if comm(p) == "Xvfb"), None), timeout=30)
+        cls.alice_xvfb = h.wait_for(lambda: next((p for p in h.descendants(cls.alice.pid)
+                                                 if h.comm(p) == "Xvfb"), None), timeout=30)
         if not cls.alice_xvfb:
             raise RuntimeError("alice's Xvfb did not start")
         cls.host["alice_x_listening"] = cls.alice_x_reachable()
@@ -362,7 +342,7 @@ class EscapeBattery(unittest.TestCase):
         cls.bob_log = open(cls.bob_log_path, "w")
         t_bob = time.monotonic()
         cls.bob = s.popen([h.RUN, "bob"], stdin=subprocess.DEVNULL, stdout=cls.bob_log, stderr=subprocess.STDOUT)
-        if not h.wait_for(lambda: comm(cls.bob.pid) == "pukaipu-run" or cls.bob.poll() is not None, timeout=10):
+        if not h.wait_for(lambda: h.comm(cls.bob.pid) == "pukaipu-run" or cls.bob.poll() is not None, timeout=10):
             raise RuntimeError(f"pid {cls.bob.pid} never became pukaipu-run")
         cls.supervisor_start = start_time(cls.bob.pid)
         conf = {
@@ -430,7 +410,7 @@ class EscapeBattery(unittest.TestCase):
     def lingerers(cls):
         """Host PIDs of the probe's `escape linger TOKEN` processes."""
         want = ["linger", getattr(cls, "token", "?")]
-        return {int(p) for p in os.listdir("/proc") if p.isdigit() and cmdline(p)[1:3] == want}
+        return {int(p) for p in os.listdir("/proc") if p.isdigit() and h.cmdline(p)[1:3] == want}
 
     @classmethod
     def judge_lingerers(cls):

@@ -477,22 +477,8 @@ class Network(Base):
 
 # --- the real desktop: xpra's effective settings and local attach -------------
 
-def descendants(pid):
-    seen, todo = set(), [pid]
-    while todo:
-        for c in h.children_of(todo.pop()):
-            if c not in seen:
-                seen.add(c)
-                todo.append(c)
-    return seen
 
 
-def cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
 
 
 class DesktopGrants(Base):
@@ -547,8 +533,8 @@ class DesktopGrants(Base):
     def xpra_process(self, p):
         """(host pid, command line as one string) of the xpra server: python
         may have rewritten its title (setproctitle), so no argv splitting."""
-        for pid in sorted(descendants(p.pid)):
-            a = " ".join(cmdline(pid))
+        for pid in sorted(h.descendants(p.pid)):
+            a = " ".join(h.cmdline(pid))
             if re.search(r"(^|/)xpra start-desktop ", a):
                 return pid, a + " "
         self.fail("no xpra start-desktop process in the container")

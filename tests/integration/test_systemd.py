@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 
+import harness as h
+
 SRC = os.environ.get("PUKAIPU_SOURCE_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 PROBE = os.environ.get("PUKAIPU_PROBE", "")
@@ -242,8 +244,8 @@ class Machine:
                 raise Failed(f"systemd-nspawn exited with {self.proc.returncode}: {self.tail()}")
             # PID 1 of the container, once it is systemd (nspawn's child
             # sets the namespaces up before it execs it).
-            for kid in children_of(self.proc.pid):
-                if comm(kid) == "systemd":
+            for kid in h.children_of(self.proc.pid):
+                if h.comm(kid) == "systemd":
                     self.pid1 = kid
             if self.pid1 is None:
                 time.sleep(0.05)
@@ -318,23 +320,8 @@ class Machine:
         log(f"note: could not remove the cgroups {name}")
 
 
-def comm(pid):
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
-def children_of(pid):
-    out = set()
-    try:
-        for t in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{t}/children") as f:
-                out |= {int(x) for x in f.read().split()}
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return out
 
 
 # --------------------------------------------------------------------------

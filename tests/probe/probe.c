@@ -44,41 +44,9 @@
 #include <sys/utsname.h>
 #include <sys/wait.h>
 
-#if !defined(__x86_64__) || defined(__ILP32__)
-#error "probe is x86_64-only (uses x32 / int $0x80 inline assembly)"
-#endif
+#include "x86_64_compat.h"
 
-/* Syscall numbers that older headers may lack (x86_64 values). */
-#ifndef SYS_io_uring_setup
-#define SYS_io_uring_setup 425
-#endif
-#ifndef SYS_open_tree
-#define SYS_open_tree 428
-#endif
-#ifndef SYS_move_mount
-#define SYS_move_mount 429
-#endif
-#ifndef SYS_fsopen
-#define SYS_fsopen 430
-#endif
-#ifndef SYS_fsmount
-#define SYS_fsmount 432
-#endif
-#ifndef SYS_fspick
-#define SYS_fspick 433
-#endif
-#ifndef SYS_clone3
-#define SYS_clone3 435
-#endif
-#ifndef SYS_mount_setattr
-#define SYS_mount_setattr 442
-#endif
-#ifndef TIOCLINUX
-#define TIOCLINUX 0x541C
-#endif
 
-#define X32_SYSCALL_BIT 0x40000000L
-#define I386_NR_getpid 20L
 /* An address the kernel cannot copy from: syscalls fail with EFAULT. */
 #define WRONG_POINTER ((void *) 1)
 /* Per-attempt watchdog for the forked children of "probe syscalls". */
@@ -407,28 +375,6 @@ static void report(const char *key, const char *val)
 	}
 }
 
-static long raw_syscall0(long nr)
-{
-	long ret;
-
-	__asm__ volatile ("syscall"
-			  : "=a" (ret)
-			  : "a" (nr)
-			  : "rcx", "r11", "memory");
-	return ret;
-}
-
-static long int80_syscall0(long nr)
-{
-	long ret;
-
-	__asm__ volatile ("int $0x80"
-			  : "=a" (ret)
-			  : "a" (nr)
-			  : "rcx", "r8", "r9", "r10", "r11", "memory");
-	return ret;
-}
-
 static int open_notty(void)
 {
 	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -616,7 +562,7 @@ static void t_x32(void)
 
 static void t_int80(void)
 {
-	report("int80", rawres(int80_syscall0(I386_NR_getpid)));
+	report("int80", rawres(int80_syscall5(I386_NR_getpid, 0, 0, 0, 0, 0)));
 }
 
 static int write_str(const char *path, const char *s)
