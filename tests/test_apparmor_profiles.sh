@@ -4,8 +4,9 @@
 #      needed), against Debian's pinned kernel feature set and against the
 #      declared abi 3.0, with no error and no warning;
 #   2. pukaipu-session.apparmor4 differs from it only by the abi line and
-#      `userns,`; it is compiled too when a 4.x parser is at hand (the
-#      installed one, or PUKAIPU_APPARMOR4_PARSER);
+#      `userns,`; it is compiled too, strictly, with a 4.x parser: the
+#      installed one, PUKAIPU_APPARMOR4_PARSER, or else Debian trixie's from a
+#      cached mmdebstrap root (needs root and the Debian mirror);
 #   3. the preprocessed policy (includes expanded) keeps the denials and
 #      has no blanket allow: mount/umount/pivot_root denied, capabilities
 #      only sys_admin + sys_chroot, no raw/packet network, no exec
@@ -93,8 +94,9 @@ compile() {
 	local label=$1 features=$2 file=$3 strict=$4
 	shift 4
 	local fopt=()
+	[ "$features" = - ] && features="the feature set its command brings"
 	case $features in
-	kernel | -) ;;
+	kernel | "the feature set its command brings") ;;
 	*) fopt=(--kernel-features "$features") ;;
 	esac
 	local rc
@@ -172,9 +174,47 @@ else
 	pass "the shared rules hold no abi or userns line"
 fi
 
+# Without a 4.x parser given: Debian trixie's (AppArmor 4.1), from a small
+# trixie root that mmdebstrap makes once (about 25 s, 80 MB; cached beside
+# the other test roots, rebuilt when the recipe below changes). The wrapper
+# runs it chrooted there, with this profile directory bind-mounted at the
+# same path in a private mount namespace, against trixie's pinned features.
+aa4_root() {
+	local cache=${PUKAIPU_TEST_CACHE:-/var/cache/pukaipu-tests}
+	local recipe="trixie apt apparmor v1"
+	local key
+	key=$(printf '%s' "$recipe" | sha256sum | cut -c1-12)
+	local root=$cache/apparmor4-$key
+	if [ ! -x "$root/usr/sbin/apparmor_parser" ]; then
+		[ "$(id -u)" = 0 ] && command -v mmdebstrap >/dev/null || return 1
+		mkdir -p "$cache" || return 1
+		rm -rf "$root.tmp"
+		echo "making a Debian trixie root with apparmor in $root (once)" >&2
+		mmdebstrap --variant=apt --mode=root --quiet --include=apparmor \
+			--aptopt='Acquire::Check-Valid-Until "false"' --dpkgopt='path-exclude=/usr/share/doc/*' \
+			--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+			trixie "$root.tmp" http://deb.debian.org/debian >"$tmp/mmdebstrap.log" 2>&1 ||
+			{ tail -5 "$tmp/mmdebstrap.log" >&2; rm -rf "$root.tmp"; return 1; }
+		mv "$root.tmp" "$root" || return 1
+	fi
+	printf '%s\n' "$root"
+}
+if [ -z "${PUKAIPU_APPARMOR4_PARSER:-}" ] && [ "${major:-0}" -lt 4 ]; then
+	if aa4=$(aa4_root); then
+		cat >"$tmp/aa4-parser" <<EOF
+#!/bin/sh
+exec unshare --mount --propagation private sh -c 'mkdir -p "\$0$dir" && mount --bind "$dir" "\$0$dir" && exec chroot "\$0" apparmor_parser --kernel-features /usr/share/apparmor-features/features "\$@"' "$aa4" "\$@"
+EOF
+		chmod +x "$tmp/aa4-parser"
+		PUKAIPU_APPARMOR4_PARSER=$tmp/aa4-parser
+	else
+		fail "no AppArmor 4.x parser: could not make the trixie root (mmdebstrap; see above)"
+	fi
+fi
+
 # A 4.x parser given from outside (e.g. a wrapper around Debian trixie's or
-# Ubuntu's apparmor_parser with its own base dir and features): compile the
-# .apparmor4 file with it, strictly, with the features it brings.
+# Ubuntu's apparmor_parser with its own base dir and features), or the
+# trixie one above: compile the .apparmor4 file with it, strictly.
 if [ -n "${PUKAIPU_APPARMOR4_PARSER:-}" ]; then
 	v=$($PUKAIPU_APPARMOR4_PARSER --version 2>/dev/null | sed -n 's/^AppArmor parser version \([0-9][0-9.]*\).*/\1/p')
 	if [ -z "$v" ] || [ "${v%%.*}" -lt 4 ]; then
