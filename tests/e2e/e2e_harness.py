@@ -498,19 +498,45 @@ class Chromium:
         self.call("Emulation.setDeviceMetricsOverride",
                   {"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": False})
 
-    def show_desktop(self, url, path, timeout=60.0, interval=1.0, settle=True):
+    # True once the page has loaded and the HTML5 client's scripts ran (Client.js
+    # defines XpraClient, index.html's document-ready handler sets `client`).
+    CLIENT_STARTED = "document.readyState !== 'complete' || (typeof XpraClient === 'function' && !!window.client)"
+
+    def show_desktop(self, url, path, timeout=60.0, interval=1.0, settle=True, reloads=2):
         """Navigates to the HTML5 client at url and takes DevTools screenshots
         every `interval` s until the page shows the desktop (looks_like_desktop)
         and, with settle, until two frames in a row are the same (Qtile and
         the browser have laid themselves out for the client's size, which the
-        desktop follows). Returns dict(seen, drawn_s, settled_s), times from
-        the navigation."""
-        out = {"seen": None, "drawn_s": None, "settled_s": None}
+        desktop follows). Returns dict(seen, drawn_s, settled_s, reloaded),
+        times from the navigation.
+
+        Now and then this Chromium fails the requests in flight with
+        net::ERR_NETWORK_CHANGED (its network change notifier fired, and
+        loopback is no exception; seen at the same moment in two browsers on
+        one machine, so a host-wide trigger, not xpra). If that hits the HTML5
+        client's scripts, its page shows the menu (static HTML) but has no
+        client: it never connects, no desktop ever comes, and only a reload
+        helps. So when the page has loaded without its client, navigate again
+        (up to `reloads` times); `reloaded` says when and why."""
+        out = {"seen": None, "drawn_s": None, "settled_s": None, "reloaded": []}
         t0 = time.monotonic()
         self.call("Page.navigate", {"url": url})
         prev = None
+        no_client = 0   # checks in a row that found the page loaded but no client
         while time.monotonic() < t0 + timeout:
             time.sleep(interval)
+            if out["drawn_s"] is None and len(out["reloaded"]) < reloads:
+                try:
+                    started = self.evaluate(self.CLIENT_STARTED)
+                except CdpError:
+                    started = None  # between documents
+                no_client = no_client + 1 if started is False else 0
+                if no_client >= 2:
+                    out["reloaded"].append(f"{time.monotonic() - t0:.1f} s: {self.evaluate('location.href')} "
+                                           "loaded without the HTML5 client's scripts")
+                    self.call("Page.navigate", {"url": url})
+                    no_client, prev = 0, None
+                    continue
             im = load_png(self.screenshot(path))
             out["seen"] = desktop_seen(im, screen=im.size)
             if looks_like_desktop(out["seen"]):
