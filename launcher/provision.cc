@@ -24,6 +24,7 @@
 #include "certs/atomic_file.h"
 #include "certs/certs.h"
 #include "sandbox/json_fields.h"
+#include "sandbox/sysutil.h"
 #include "systemd/dropins.h"
 
 extern char** environ;
@@ -199,9 +200,7 @@ Result<certs::Ca> hostCa(const Paths& p)
 	struct stat st;
 	if (stat(crt.c_str(), &st) == 0)
 		return certs::loadCa(crt, key);
-	auto parent = dir.substr(0, dir.rfind('/'));
-	if (mkdir(parent.c_str(), 0755) < 0 && errno != EEXIST)
-		return failErrno(errno, "create '%s'", parent.c_str());
+	TRYV(makeDirs(dir.substr(0, dir.rfind('/')), 0755));
 	TRYV(ensureRootDir(dir, 0755));
 	char host[256] = "localhost";
 	gethostname(host, sizeof(host) - 1);
@@ -260,13 +259,7 @@ Result<UniqueFd> lockState(const Paths& p)
 {
 	// The state directory and any missing parents (a fresh host may not have
 	// /var/lib yet in a minimal image; tests point it at a new tree).
-	for (std::size_t i = 1; i <= p.stateDir.size(); i++) {
-		if (i < p.stateDir.size() && p.stateDir[i] != '/')
-			continue;
-		const std::string part = p.stateDir.substr(0, i);
-		if (mkdir(part.c_str(), 0755) < 0 && errno != EEXIST)
-			return failErrno(errno, "create '%s'", part.c_str());
-	}
+	TRYV(makeDirs(p.stateDir, 0755));
 	TRYV(ensureRootDir(p.instancesDir(), 0755));
 	UniqueFd fd(open(p.lockFile().c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
 	if (!fd)

@@ -27,6 +27,7 @@
 #include <dlfcn.h>
 #include <nftables/libnftables.h>
 
+#include "sysutil.h"
 #include "unique_fd.h"
 
 namespace pukaipu {
@@ -433,8 +434,10 @@ Result<void> networkFromParent(pid_t child, const NetworkOptions& net)
 	//    under each other's pool check nor keep colliding on slots (EEXIST
 	//    would still be handled without it).
 	auto dir = net.lockPath.substr(0, net.lockPath.rfind('/'));
-	if (!dir.empty() && mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST)
-		return failErrno(errno, "network: mkdir '%s'", dir.c_str());
+	if (!dir.empty()) {
+		if (auto made = makeDirs(dir, 0755); !made)
+			return failErrno(made.error().errno_, "network: %s", made.error().what);
+	}
 	UniqueFd lock(open(net.lockPath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
 	if (!lock)
 		return failErrno(errno, "network: open '%s'", net.lockPath.c_str());

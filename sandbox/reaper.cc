@@ -1,10 +1,11 @@
 #include "reaper.h"
 
 #include <cerrno>
-#include <ctime>
 #include <initializer_list>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "sysutil.h"
 
 namespace pukaipu {
 
@@ -12,13 +13,6 @@ namespace {
 int exitCodeOf(int status) noexcept
 {
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-long long nowMs() noexcept
-{
-	timespec ts {};
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
 // The payload is gone. What it left behind (a browser whose parent was
@@ -29,7 +23,7 @@ long long nowMs() noexcept
 [[noreturn]] void drainAndExit(int code, const sigset_t* set) noexcept
 {
 	kill(-1, SIGTERM);
-	const long long deadline = nowMs() + kDrainMs;
+	const long long deadline = monotonicMs() + kDrainMs;
 	for (;;) {
 		int status;
 		pid_t pid;
@@ -37,7 +31,7 @@ long long nowMs() noexcept
 		}
 		if (pid < 0 && errno == ECHILD)
 			_exit(code); // every process of the namespace has exited
-		const long long left = deadline - nowMs();
+		const long long left = deadline - monotonicMs();
 		if (left <= 0)
 			_exit(code);
 		timespec ts { (time_t)(left / 1000), (long)(left % 1000) * 1000000L };

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "seccomp_tables.h"
+#include "sysutil.h"
 #include "unique_fd.h"
 
 namespace pukaipu {
@@ -137,19 +138,11 @@ std::string_view bytesOf(const std::vector<sock_filter>& bpf)
 	return { reinterpret_cast<const char*>(bpf.data()), bpf.size() * sizeof(sock_filter) };
 }
 
-// Creates the missing components of `path` with 0700.
-void makeDirs(const std::string& path)
-{
-	for (size_t pos = 1; pos <= path.size(); pos++)
-		if (pos == path.size() || path[pos] == '/')
-			(void)::mkdir(path.substr(0, pos).c_str(), 0700);
-}
-
 // The BPF we load into every sandbox comes from here, so only a directory
 // that nobody but us can write to is trusted. Returns why not, or nullptr.
 const char* openCacheDir(const std::string& dir, UniqueFd* out)
 {
-	makeDirs(dir);
+	(void)makeDirs(dir, 0700); // a failure shows as the open below failing
 	UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
 	struct stat st;
 	if (!fd || ::fstat(fd.get(), &st) < 0)

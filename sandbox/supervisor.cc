@@ -1,4 +1,5 @@
 #include "supervisor.h"
+#include "sysutil.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -10,7 +11,6 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
-#include <time.h>
 #include <unistd.h>
 
 namespace pukaipu {
@@ -20,13 +20,6 @@ namespace {
 int pidfdSend(int pidfd, int sig)
 {
 	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0);
-}
-
-long long nowMs()
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
 // Copies what is readable from `from` to `to`; false on EOF/error of `from`.
@@ -96,11 +89,11 @@ int supervise(int pidfd, int signalFd, UniqueFd ptyMaster, int graceSeconds) noe
 		};
 		int timeout = -1;
 		if (killAt >= 0)
-			timeout = (int)std::max(0LL, killAt - nowMs());
+			timeout = (int)std::max(0LL, killAt - monotonicMs());
 		int n = poll(fds, 4, timeout);
 		if (n < 0 && errno != EINTR)
 			break;
-		if (killAt >= 0 && nowMs() >= killAt) {
+		if (killAt >= 0 && monotonicMs() >= killAt) {
 			pidfdSend(pidfd, SIGKILL); // kills PID 1, and so the whole PID namespace
 			killAt = -1;
 		}
@@ -115,7 +108,7 @@ int supervise(int pidfd, int signalFd, UniqueFd ptyMaster, int graceSeconds) noe
 				if (sig != SIGCHLD)
 					pidfdSend(pidfd, sig);
 				if ((sig == SIGTERM || sig == SIGINT) && killAt < 0)
-					killAt = nowMs() + graceSeconds * 1000LL;
+					killAt = monotonicMs() + graceSeconds * 1000LL;
 			}
 		}
 		if (fds[2].revents & (POLLIN | POLLHUP | POLLERR)) {

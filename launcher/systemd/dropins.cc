@@ -11,6 +11,7 @@
 
 #include "certs/atomic_file.h"
 #include "sandbox/json_fields.h"
+#include "sandbox/sysutil.h"
 
 namespace pukaipu::units {
 
@@ -29,11 +30,7 @@ std::string dropInDir(const Paths& p, const std::string& unit)
 Result<void> ensureDir(const std::string& path)
 {
 	// Parents too: a host without systemd yet has no /etc/systemd/system.
-	for (size_t slash = path.find('/', 1); slash != std::string::npos; slash = path.find('/', slash + 1))
-		if (mkdir(path.substr(0, slash).c_str(), 0755) < 0 && errno != EEXIST)
-			return failErrno(errno, "create '%s'", path.substr(0, slash).c_str());
-	if (mkdir(path.c_str(), 0755) < 0 && errno != EEXIST)
-		return failErrno(errno, "create '%s'", path.c_str());
+	TRYV(makeDirs(path, 0755));
 	struct stat st;
 	if (lstat(path.c_str(), &st) < 0)
 		return failErrno(errno, "stat '%s'", path.c_str());
