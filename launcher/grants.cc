@@ -664,13 +664,20 @@ Error execAttach(const Paths& p, const std::string& user, const std::vector<std:
 	const std::string sock = dir + "/socket";
 	struct passwd* pw = getpwnam(user.c_str());
 	uid_t me = getuid();
-	if (me != 0 && (!pw || pw->pw_uid != me))
-		return makeError(EACCES, "attach to '%s': only %s (and root) can open that desktop", user.c_str(),
-				 user.c_str());
+	// Not root either: the server on that socket runs inside the sandbox
+	// (the untrusted side), and root's client would take its clipboard, its
+	// windows' requests and an mmap file in a directory the user controls
+	// with root's rights. The user's own client has nothing more to lose.
+	if (me == 0)
+		return makeError(0, "attach to '%s': not as root (the desktop is the sandboxed side); as the user: "
+				    "runuser -u %s -- pukaipu attach %s",
+				 user.c_str(), user.c_str(), user.c_str());
+	if (!pw || pw->pw_uid != me)
+		return makeError(EACCES, "attach to '%s': only %s can open that desktop", user.c_str(), user.c_str());
 	struct stat st;
 	if (stat(sock.c_str(), &st) < 0) {
 		if (errno == EACCES)
-			return makeError(EACCES, "attach to '%s': only %s (and root) can open that desktop", user.c_str(),
+			return makeError(EACCES, "attach to '%s': only %s can open that desktop", user.c_str(),
 					 user.c_str());
 		if (errno == ENOENT)
 			return makeError(0, "attach to '%s': it is not running (no socket at '%s'; start it with: "
@@ -681,7 +688,7 @@ Error execAttach(const Paths& p, const std::string& user, const std::vector<std:
 	if (!S_ISSOCK(st.st_mode))
 		return makeError(0, "attach to '%s': '%s' is not a socket", user.c_str(), sock.c_str());
 	if (access(sock.c_str(), R_OK | W_OK) < 0)
-		return makeError(errno, "attach to '%s': only %s (and root) can open that desktop", user.c_str(),
+		return makeError(errno, "attach to '%s': only %s can open that desktop", user.c_str(),
 				 user.c_str());
 	// The mmap file goes into the shared directory (same path inside).
 	setenv("XPRA_MMAP_DIR", dir.c_str(), 1);

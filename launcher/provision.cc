@@ -334,6 +334,34 @@ Result<std::set<uint16_t>> listeningTcpPorts()
 }
 } // namespace
 
+namespace {
+// A missing home (an adopted user's): created and handed over through fds,
+// inside a parent only root can write. In a parent the user could write, the
+// new directory could be swapped for a symlink (to /etc/shadow, say) between
+// mkdir and a chown by name; so such a parent is refused.
+Result<void> createHome(const std::string& home, uid_t uid, gid_t gid)
+{
+	const auto slash = home.rfind('/');
+	const std::string parent = slash == 0 ? "/" : home.substr(0, slash), name = home.substr(slash + 1);
+	if (slash == std::string::npos || name.empty() || name == "." || name == "..")
+		return fail("home '%s': not an absolute path to a directory", home.c_str());
+	UniqueFd pfd(open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+	struct stat st;
+	if (!pfd || fstat(pfd.get(), &st) < 0)
+		return failErrno(errno, "home '%s': parent '%s'", home.c_str(), parent.c_str());
+	if (st.st_uid != 0 || (st.st_mode & 022))
+		return fail("home '%s' is missing and its parent '%s' is writable by others than root; "
+			    "create the home yourself",
+			    home.c_str(), parent.c_str());
+	if (mkdirat(pfd.get(), name.c_str(), 0700) < 0)
+		return failErrno(errno, "create home '%s'", home.c_str());
+	UniqueFd fd(openat(pfd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+	if (!fd || fchown(fd.get(), uid, gid) < 0 || fchmod(fd.get(), 0700) < 0)
+		return failErrno(errno, "create home '%s'", home.c_str());
+	return {};
+}
+} // namespace
+
 Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const CreateRequest& r)
 {
 	// --- validate everything before the first change ---
@@ -455,8 +483,7 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 	if (lstat(home.c_str(), &st) < 0) {
 		if (errno != ENOENT)
 			return failErrno(errno, "home '%s'", home.c_str());
-		if (mkdir(home.c_str(), 0700) < 0 || chown(home.c_str(), inst.uid, inst.gid) < 0)
-			return failErrno(errno, "create home '%s'", home.c_str());
+		TRYV(createHome(home, inst.uid, inst.gid));
 	} else if (!S_ISDIR(st.st_mode) || st.st_uid != inst.uid) {
 		return fail("home '%s' must be a directory owned by '%s'", home.c_str(), r.user.c_str());
 	}

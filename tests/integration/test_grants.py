@@ -602,8 +602,13 @@ class DesktopGrants(Base):
         self.assertFalse(os.path.exists(os.path.join(self.home("dintruder"), "frame.png")))
         r = S.run(["runuser", "-u", "dintruder", "--", TOOL, "attach", "dattach"])
         self.assertEqual(r.returncode, 1)
-        self.assertEqual(r.stderr.strip(), "pukaipu: attach to 'dattach': only dattach (and root) can open that "
+        self.assertEqual(r.stderr.strip(), "pukaipu: attach to 'dattach': only dattach can open that "
                                            "desktop: Permission denied")
+        # Nor root: its client would serve the sandboxed side with root's rights.
+        r = S.run([TOOL, "attach", "dattach"])
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("not as root", r.stderr)
+        self.assertIn("runuser -u dattach -- pukaipu attach dattach", r.stderr)
         # Not running: said as such.
         self.create("dstopped")
         r = S.run(["runuser", "-u", "dstopped", "--", TOOL, "attach", "dstopped"])

@@ -200,6 +200,28 @@ class Instances(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("uid 3050", r.stdout)
 
+    def test_adopted_user_without_a_home(self):
+        # Under a root-owned /home the missing home is made, the user's, 0700.
+        r = self.s.run(["useradd", "--uid", "3052", "--user-group", "--no-create-home", "--home-dir",
+                        "/home/homeless", "homeless"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.create("homeless")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        st = os.lstat(self.s.host_home("homeless"))
+        self.assertTrue(stat.S_ISDIR(st.st_mode))
+        self.assertEqual((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)), (3052, 3052, 0o700))
+        # Under a parent others can write (where the new directory could be
+        # swapped for a symlink before root hands it over): refused.
+        shared = os.path.join(self.s.home, "shared")
+        os.mkdir(shared)
+        os.chmod(shared, 0o1777)
+        r = self.s.run(["useradd", "--uid", "3053", "--user-group", "--no-create-home", "--home-dir",
+                        "/home/shared/drifter", "drifter"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        before = tree_digest(self.s.home)
+        self.assert_refused(self.create("drifter"), "writable by others than root")
+        self.assertEqual(tree_digest(self.s.home), before)
+
     def test_planted_symlink_in_home_is_not_followed(self):
         r = self.s.run(["useradd", "--uid", "3060", "--user-group", "--create-home", "--home-dir",
                         "/home/mallory", "mallory"])
