@@ -166,12 +166,19 @@ Result<void> ensureRootDir(const std::string& path, mode_t mode)
 {
 	if (mkdir(path.c_str(), mode) < 0 && errno != EEXIST)
 		return failErrno(errno, "create '%s'", path.c_str());
+	// Checked and changed through one fd: what is checked is what is chmod'ed.
+	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+	if (!fd) {
+		if (errno == ENOTDIR || errno == ELOOP)
+			return fail("'%s' must be a directory owned by root", path.c_str());
+		return failErrno(errno, "open '%s'", path.c_str());
+	}
 	struct stat st;
-	if (lstat(path.c_str(), &st) < 0)
+	if (::fstat(fd.get(), &st) < 0)
 		return failErrno(errno, "stat '%s'", path.c_str());
-	if (!S_ISDIR(st.st_mode) || st.st_uid != 0)
+	if (st.st_uid != 0)
 		return fail("'%s' must be a directory owned by root", path.c_str());
-	if ((st.st_mode & 07777) != mode && chmod(path.c_str(), mode) < 0)
+	if ((st.st_mode & 07777) != mode && ::fchmod(fd.get(), mode) < 0)
 		return failErrno(errno, "chmod '%s'", path.c_str());
 	return {};
 }

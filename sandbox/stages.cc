@@ -46,8 +46,11 @@ Result<void> writeProcFile(pid_t pid, const char* name, const std::string& data)
 	if (fd < 0)
 		return failErrno(errno, "open '%s'", path);
 	UniqueFd f(fd);
-	if (write(fd, data.data(), data.size()) != (ssize_t)data.size())
+	const ssize_t n = write(fd, data.data(), data.size());
+	if (n < 0)
 		return failErrno(errno, "write '%s'", path);
+	if ((size_t)n != data.size()) // id maps must be written in one write()
+		return fail("write '%s': short write (%zd of %zu bytes)", path, n, data.size());
 	return {};
 }
 
@@ -147,7 +150,9 @@ struct ChildArgs {
 	const int sync = kSyncFd;
 
 	// 0. If the launcher dies (even by SIGKILL), so does the container.
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	//    Nothing to report to yet (the parent reads after step 1): die.
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+		die("PR_SET_PDEATHSIG");
 
 	// 1. Wait until the parent has written setgroups=deny, gid_map, uid_map.
 	{
@@ -164,11 +169,12 @@ struct ChildArgs {
 	//    owned by a mapped id, while host paths are looked up with the
 	//    user's own permissions. Supplementary groups were cleared by the
 	//    parent (setgroups is denied in here).
+	//    The gid first: it is the uid that carries the right to change it.
 	CHILD_SYS(setresgid(s.process.gid, s.process.gid, s.process.gid), "setresgid %u", s.process.gid);
 	CHILD_SYS(setresuid(s.process.uid, s.process.uid, s.process.uid), "setresuid %u", s.process.uid);
 	// A credential change clears the parent-death signal: set it again, then
 	// make sure the parent did not die in between.
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	CHILD_SYS(prctl(PR_SET_PDEATHSIG, SIGKILL), "PR_SET_PDEATHSIG");
 	{
 		struct pollfd pf { sync, POLLRDHUP, 0 };
 		if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLRDHUP | POLLHUP)))
@@ -387,7 +393,10 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 		return setupError(makeError(errno, "socketpair"));
 	UniqueFd parentSock(sv[0]);
 	UniqueFd childSock(fcntl(sv[1], F_DUPFD_CLOEXEC, kSyncFd));
+	const int dupErr = errno;
 	close(sv[1]);
+	if (!childSock) // EINVAL: RLIMIT_NOFILE is at most kSyncFd
+		return setupError(makeError(dupErr, "sync socket: move to fd %d", kSyncFd));
 	if (childSock.get() != kSyncFd)
 		return setupError(makeError(EBUSY, "sync socket: fd %d is taken", kSyncFd));
 
@@ -417,11 +426,15 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 	if (pid < 0)
 		return setupError(makeError(errno, "clone3"));
 	if (pid == 0) {
+		// The child keeps only its end: when the launcher dies, its end
+		// closes and step 1 (and the check after step 2) see EOF.
 		parentSock.reset();
 		ChildArgs a { &p, &opts, argv.data(), envp.data(), &origMask };
 		childMain(a);
 	}
 	UniqueFd pidFd(pidfd);
+	// The parent keeps only its end, so that EOF on it means the child is
+	// gone or has exec'd (kSyncFd is close-on-exec): P8 relies on that.
 	childSock.reset();
 
 	auto abortChild = [&](const Error& e) {
