@@ -21,6 +21,7 @@
 #include "certs/atomic_file.h"
 #include "config.h"
 #include "sandbox/json_fields.h"
+#include "sandbox/sysutil.h"
 #include "sandbox/mounts.h"
 #include "sandbox/unique_fd.h"
 
@@ -58,16 +59,6 @@ Result<bool> parseOnOff(const std::string& kind, const std::string& v)
 	if (v == "off")
 		return false;
 	return fail("%s: '%s' is not one of: on, off", kind.c_str(), v.c_str());
-}
-
-std::string nowIso()
-{
-	char buf[32];
-	std::time_t t = std::time(nullptr);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return buf;
 }
 
 // Who asked: the real uid, and what sudo and the login session say.

@@ -140,8 +140,6 @@ int main(int argc, char** argv)
 		return report(makeError(0, "--shell and --print-spec are for instances, not --bundle"), kExitSetupFailed);
 	if (!user.empty() && *bundleOpt)
 		return report(makeError(0, "give either USER or --bundle DIR"), kExitSetupFailed);
-	if (shell && printSpec)
-		printSpec = true; // prints the shell's spec
 
 	if (!user.empty() && (netOpts->count_all() > 0))
 		return report(makeError(0, "network options are for --bundle; an instance takes its network from "
@@ -265,8 +263,11 @@ int main(int argc, char** argv)
 	opts.onStartedCtx = &started;
 	opts.onStarted = [](void* ctx, pid_t) {
 		auto* st = static_cast<Started*>(ctx);
-		if (!st->pidFile.empty())
-			(void)writeFileAtomic(st->pidFile, std::to_string(getpid()) + "\n", 0644);
+		if (!st->pidFile.empty()) {
+			// `pukaipu list/remove` read it to tell a running instance.
+			if (auto w = writeFileAtomic(st->pidFile, std::to_string(getpid()) + "\n", 0644); !w)
+				warn(w.error().message() + " (pukaipu list will show this instance as stopped)");
+		}
 		notifySystemd("READY=1\nSTATUS=running " + st->who);
 	};
 	Outcome o = run(*prepared, opts);

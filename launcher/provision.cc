@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
-#include <spawn.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -38,61 +37,21 @@ constexpr const char* kHomeDirs[] = { ".config", ".config/qtile", ".config/kitty
 				      "brave-profile" };
 
 
-// Runs a program (no shell) and returns its exit status; stderr is captured
-// into the error message on failure.
+// Runs a system tool (useradd, groupadd, userdel); its stderr goes into the
+// error message when it fails.
 Result<void> runTool(const std::vector<std::string>& argv)
 {
-	int pipefd[2];
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
-		return failErrno(errno, "pipe");
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	std::vector<char*> args;
-	for (const auto& a : argv)
-		args.push_back(const_cast<char*>(a.c_str()));
-	args.push_back(nullptr);
-	char* env[] = { const_cast<char*>("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), const_cast<char*>("LC_ALL=C"), nullptr };
-	pid_t pid;
-	int rc = posix_spawnp(&pid, args[0], &fa, nullptr, args.data(), env);
-	posix_spawn_file_actions_destroy(&fa);
-	close(pipefd[1]);
-	if (rc != 0) {
-		close(pipefd[0]);
-		return failErrno(rc, "run %s", argv[0].c_str());
-	}
-	std::string err;
-	char buf[512];
-	ssize_t n;
-	while ((n = read(pipefd[0], buf, sizeof(buf))) > 0)
-		err.append(buf, (size_t)n);
-	close(pipefd[0]);
-	int status;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-	}
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+	TRY(r, runProgram(argv, false));
+	if (r->status == 0)
 		return {};
-	while (!err.empty() && (err.back() == '\n' || err.back() == ' '))
-		err.pop_back();
-	std::replace(err.begin(), err.end(), '\n', ' ');
-	return fail("%s failed (status %d)%s%s", argv[0].c_str(), WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-		    err.empty() ? "" : ": ", err.c_str());
+	std::replace(r->output.begin(), r->output.end(), '\n', ' ');
+	return fail("%s failed (status %d)%s%s", argv[0].c_str(), r->status, r->output.empty() ? "" : ": ",
+		    r->output.c_str());
 }
 
 bool uidTaken(uint32_t uid)
 {
 	return getpwuid(uid) != nullptr || getgrgid(uid) != nullptr;
-}
-
-std::string nowIso()
-{
-	char buf[32];
-	std::time_t t = std::time(nullptr);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return buf;
 }
 
 bool isIpLiteral(const std::string& s)
@@ -488,7 +447,6 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 		return fail("home '%s' must be a directory owned by '%s'", home.c_str(), r.user.c_str());
 	}
 	TRY(skipped, makeHomeLayout(home, inst.uid, inst.gid));
-	(void)skipped; // reported by the caller through CreateResult? kept simple: the session recreates what it needs
 
 	TRYV(ensureRootDir(dir, 0700));
 	const std::string certDir = dir + "/certs";
@@ -515,6 +473,9 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 	TRYV(writeFileAtomic(dir + "/instance.json", toJson(inst).dump(2) + "\n", 0644)); // last: now it exists
 
 	CreateResult res;
+	for (const auto& rel : *skipped)
+		res.warnings.push_back("~/" + rel + " in " + home + " was not created: something that is not a directory "
+				       "(a symlink?) is in the way");
 	reloadSystemd(p, res.warnings);
 	res.created = true;
 	res.instance = inst;

@@ -2,7 +2,11 @@
 
 #include <cerrno>
 #include <ctime>
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace pukaipu {
 
@@ -11,6 +15,16 @@ long long monotonicMs() noexcept
 	timespec ts {};
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+std::string nowIso()
+{
+	char buf[32];
+	std::time_t t = std::time(nullptr);
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	return buf;
 }
 
 Result<void> makeDirs(const std::string& path, mode_t mode)
@@ -23,6 +37,74 @@ Result<void> makeDirs(const std::string& path, mode_t mode)
 			return failErrno(errno, "create '%s'", part.c_str());
 	}
 	return {};
+}
+
+Result<ProgramResult> runProgram(const std::vector<std::string>& argv, bool captureStdout)
+{
+	if (argv.empty())
+		return fail("runProgram: no program");
+	std::string prog = argv[0];
+	if (prog.find('/') == std::string::npos) {
+		const std::string dirs = kSystemPath;
+		std::string found;
+		for (std::size_t a = 0; a <= dirs.size() && found.empty();) {
+			std::size_t b = dirs.find(':', a);
+			if (b == std::string::npos)
+				b = dirs.size();
+			std::string candidate = dirs.substr(a, b - a) + "/" + prog;
+			if (access(candidate.c_str(), X_OK) == 0)
+				found = candidate;
+			a = b + 1;
+		}
+		if (found.empty())
+			return failErrno(ENOENT, "run %s: not found in %s", prog.c_str(), kSystemPath);
+		prog = found;
+	}
+	int pipefd[2];
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return failErrno(errno, "run %s: pipe", argv[0].c_str());
+	posix_spawn_file_actions_t fa;
+	if (int rc = posix_spawn_file_actions_init(&fa); rc != 0) {
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return failErrno(rc, "run %s", argv[0].c_str());
+	}
+	int rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	if (rc == 0)
+		rc = captureStdout ? posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1)
+				   : posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	if (rc == 0)
+		rc = posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+	std::vector<char*> args;
+	for (const auto& a : argv)
+		args.push_back(const_cast<char*>(a.c_str()));
+	args.push_back(nullptr);
+	std::string pathVar = std::string("PATH=") + kSystemPath;
+	char* env[] = { pathVar.data(), const_cast<char*>("LC_ALL=C"), nullptr };
+	pid_t pid = -1;
+	if (rc == 0)
+		rc = posix_spawn(&pid, prog.c_str(), &fa, nullptr, args.data(), env);
+	posix_spawn_file_actions_destroy(&fa);
+	close(pipefd[1]);
+	if (rc != 0) {
+		close(pipefd[0]);
+		return failErrno(rc, "run %s", prog.c_str());
+	}
+	ProgramResult out;
+	char buf[512];
+	ssize_t n;
+	while ((n = read(pipefd[0], buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
+		if (n > 0 && out.output.size() < 4096)
+			out.output.append(buf, (size_t)n);
+	close(pipefd[0]);
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return failErrno(errno, "run %s: wait", prog.c_str());
+	while (!out.output.empty() && (out.output.back() == '\n' || out.output.back() == ' '))
+		out.output.pop_back();
+	out.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	return out;
 }
 
 } // namespace pukaipu

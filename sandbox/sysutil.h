@@ -1,8 +1,9 @@
-// sysutil: two small helpers several parts of pukaipu need.
+// sysutil: small helpers several parts of pukaipu need.
 #pragma once
 
 #include <string>
 #include <sys/types.h>
+#include <vector>
 
 #include "error.h"
 
@@ -17,5 +18,24 @@ namespace pukaipu {
 // /etc/systemd/system/...): the components are followed as they are, so it
 // must never be given a path below a directory a user can write.
 [[nodiscard]] Result<void> makeDirs(const std::string& path, mode_t mode);
+
+// Now, UTC, as 2026-11-23T18:02:52Z (instance.json's timestamps).
+[[nodiscard]] std::string nowIso();
+
+// Where runProgram looks for a program named without a '/': a fixed list,
+// never the caller's PATH (root's environment is not ours to trust).
+inline constexpr const char* kSystemPath = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+struct ProgramResult {
+	int status = 0;     // the exit code, or 128 + the signal that ended it
+	std::string output; // stderr (and stdout when asked), trailing blanks cut
+};
+
+// Runs argv (no shell) with stdin from /dev/null, the environment
+// PATH=kSystemPath LC_ALL=C only, and its stderr (and stdout with
+// captureStdout; else stdout goes to /dev/null) captured, up to 4 KiB. An
+// Error only when it could not run at all; its exit status is the caller's
+// to judge.
+[[nodiscard]] Result<ProgramResult> runProgram(const std::vector<std::string>& argv, bool captureStdout);
 
 } // namespace pukaipu

@@ -4,7 +4,6 @@
 #include <cerrno>
 #include <cmath>
 #include <fcntl.h>
-#include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -57,41 +56,13 @@ Result<void> writeOrRemove(const std::string& dir, const std::string& name, cons
 // (or -1 when it could not run) and fills `out` with what it printed.
 int systemctl(const std::vector<std::string>& args, std::string& out)
 {
-	int pipefd[2];
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
+	std::vector<std::string> argv { "systemctl" };
+	argv.insert(argv.end(), args.begin(), args.end());
+	auto r = runProgram(argv, true);
+	if (!r)
 		return -1;
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	std::vector<char*> argv { const_cast<char*>("systemctl") };
-	for (const auto& a : args)
-		argv.push_back(const_cast<char*>(a.c_str()));
-	argv.push_back(nullptr);
-	char* env[] = { const_cast<char*>("PATH=/usr/sbin:/usr/bin:/sbin:/bin"), const_cast<char*>("LC_ALL=C"),
-			nullptr };
-	pid_t pid;
-	int rc = posix_spawnp(&pid, "systemctl", &fa, nullptr, argv.data(), env);
-	posix_spawn_file_actions_destroy(&fa);
-	close(pipefd[1]);
-	if (rc != 0) {
-		close(pipefd[0]);
-		return -1;
-	}
-	char buf[512];
-	ssize_t n;
-	while ((n = read(pipefd[0], buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
-		if (n > 0 && out.size() < 4096)
-			out.append(buf, (size_t)n);
-	close(pipefd[0]);
-	int status;
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return -1;
-	while (!out.empty() && (out.back() == '\n' || out.back() == ' '))
-		out.pop_back();
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	out = std::move(r->output);
+	return r->status;
 }
 
 } // namespace

@@ -236,6 +236,9 @@ class Instances(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(os.listdir(target), [])  # nothing was written through the link
         self.assertTrue(os.path.islink(os.path.join(home, ".config")))
+        # ... and the admin is told which directories are missing.
+        self.assertIn("~/.config/qtile in /home/mallory was not created", r.stderr)
+        self.assertIn("~/.config/kitty in /home/mallory was not created", r.stderr)
 
     def test_remove_keeps_home_and_purge_deletes_it(self):
         self.create("rem1")
