@@ -495,9 +495,15 @@ Result<RenewResult> renewClientCert(const Paths& p, const GlobalConfig& g, const
 }
 
 namespace {
-// Removes a root-owned directory tree we created, never following symlinks.
-Result<void> removeTree(int parentFd, const char* name)
+// Removes a directory tree, never following symlinks (each level is opened
+// with O_NOFOLLOW relative to its parent's fd). The run dir holds the user's
+// attach directory, where the user can nest directories at will: past
+// kMaxDepth levels (one open fd each) it stops with an error, not EMFILE.
+constexpr int kMaxDepth = 64;
+Result<void> removeTree(int parentFd, const char* name, int depth = 0)
 {
+	if (depth > kMaxDepth)
+		return fail("remove '%s': nested deeper than %d directories", name, kMaxDepth);
 	int fd = openat(parentFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ENOENT)
@@ -514,20 +520,23 @@ Result<void> removeTree(int parentFd, const char* name)
 	std::vector<std::pair<std::string, bool>> entries;
 	while (struct dirent* e = readdir(d))
 		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			entries.emplace_back(e->d_name, e->d_type == DT_DIR);
+			// DT_UNKNOWN (some filesystems): removeTree finds out, and
+			// unlinks what is not a directory.
+			entries.emplace_back(e->d_name, e->d_type == DT_DIR || e->d_type == DT_UNKNOWN);
+	// As much as can go goes; the first failure is what is reported.
+	Result<void> first;
 	for (const auto& [n, isDir] : entries) {
-		if (isDir) {
-			if (auto r = removeTree(dirfd(d), n.c_str()); !r) {
-				closedir(d);
-				return r;
-			}
-		} else if (unlinkat(dirfd(d), n.c_str(), 0) < 0 && errno != ENOENT) {
-			int err = errno;
-			closedir(d);
-			return failErrno(err, "remove '%s/%s'", name, n.c_str());
-		}
+		Result<void> r;
+		if (isDir)
+			r = removeTree(dirfd(d), n.c_str(), depth + 1);
+		else if (unlinkat(dirfd(d), n.c_str(), 0) < 0 && errno != ENOENT)
+			r = failErrno(errno, "remove '%s/%s'", name, n.c_str());
+		if (!r && first)
+			first = r;
 	}
 	closedir(d);
+	if (!first)
+		return first;
 	if (unlinkat(parentFd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
 		return failErrno(errno, "remove '%s'", name);
 	return {};
@@ -560,11 +569,15 @@ Result<std::vector<std::string>> removeInstance(const Paths& p, const std::strin
 	if (unlink(json.c_str()) < 0)
 		return failErrno(errno, "remove '%s'", json.c_str());
 	TRYV(removeTree(instances.get(), user.c_str()));
-	UniqueFd run(open(p.runDir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-	if (run)
-		TRYV(removeTree(run.get(), user.c_str()));
 	TRYV(units::removeDropIns(p, user));
 	std::vector<std::string> warnings;
+	// The run dir last, and only a warning: it is a tmpfs (gone at the next
+	// boot), and the user's attach directory in it is the user's to fill.
+	UniqueFd run(open(p.runDir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+	if (run) {
+		if (auto r = removeTree(run.get(), user.c_str()); !r)
+			warnings.push_back(r.error().message() + " (in " + p.runDir + "; it goes at the next boot)");
+	}
 	reloadSystemd(p, warnings);
 	if (purgeHome)
 		TRYV(runTool({ "userdel", "--remove", user }));

@@ -253,6 +253,29 @@ class Instances(unittest.TestCase):
         self.assertNotIn("rem2", self.s.passwd())
         self.assert_refused(self.pukaipu("remove", "nobody-here"), "no instance 'nobody-here'")
 
+    def test_remove_with_a_user_filled_run_dir(self):
+        # The attach directory in the run dir is the user's: a symlink out and
+        # nesting deeper than remove goes cost a warning, never root's write
+        # through the link, and the instance is still removed.
+        self.create("rem3")
+        attach = os.path.join(self.s.run_dir, "rem3", "attach")
+        os.makedirs(attach)
+        target = os.path.join(self.s.root, "rem3-target")
+        os.mkdir(target)
+        with open(os.path.join(target, "keep"), "w") as f:
+            f.write("x")
+        os.symlink(target, os.path.join(attach, "out"))
+        deep = attach
+        for _ in range(70):
+            deep = os.path.join(deep, "d")
+            os.mkdir(deep)
+        r = self.pukaipu("remove", "rem3")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("nested deeper than 64 directories", r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.s.state, "instances/rem3")))
+        self.assertTrue(os.path.exists(os.path.join(target, "keep")))
+        self.assertFalse(os.path.lexists(os.path.join(attach, "out")))  # the link itself went
+
     def test_list_and_show(self):
         self.create("lister")
         r = self.pukaipu("list", "--json")
