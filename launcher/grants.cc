@@ -509,8 +509,8 @@ Result<void> checkHostPathAsUser(const std::string& host, uint32_t uid, uint32_t
 	if (pid == 0) {
 		// As inside the container: the user's ids, no supplementary groups.
 		Error e {};
-		if (setgroups(0, nullptr) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0) {
-			e = makeError(errno, "take the credentials of uid %u", uid);
+		if (auto became = becomeUser(uid, gid); !became) {
+			e = became.error();
 		} else {
 			auto r = openGuardedSource(host.c_str(), forbidden);
 			if (r)

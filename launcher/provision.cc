@@ -97,7 +97,7 @@ Result<std::vector<std::string>> makeHomeLayout(const std::string& home, uint32_
 		return failErrno(errno, "fork");
 	if (pid == 0) {
 		close(pipefd[0]);
-		if (setgroups(0, nullptr) < 0 || setresgid(gid, gid, gid) < 0 || setresuid(uid, uid, uid) < 0)
+		if (!becomeUser(uid, gid))
 			_exit(100);
 		umask(077);
 		int homeFd = open(home.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -294,6 +294,10 @@ Result<std::set<uint16_t>> listeningTcpPorts()
 } // namespace
 
 namespace {
+// The GECOS comment of the users `pukaipu create` makes: how a later run
+// recognises its own.
+const std::string kUserComment = "pukaipu instance";
+
 // A missing home (an adopted user's): created and handed over through fds,
 // inside a parent only root can write. In a parent the user could write, the
 // new directory could be swapped for a symlink (to /etc/shadow, say) between
@@ -382,6 +386,10 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 			return fail("user '%s' exists with uid %u, not %u", r.user.c_str(), pw->pw_uid, *r.uid);
 		inst.uid = pw->pw_uid;
 		inst.gid = pw->pw_gid;
+		// A user with our comment is one a `create` made and then failed
+		// (or crashed) after useradd: still ours, so that `remove
+		// --purge-home` can take it away again.
+		inst.createdUser = pw->pw_gecos && kUserComment == pw->pw_gecos;
 	} else {
 		if (r.uid && uidTaken(*r.uid))
 			return fail("--uid %u: already used by another user or group", *r.uid);
@@ -394,6 +402,7 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 		inst.gid = inst.uid;
 		inst.createdUser = true;
 	}
+	const bool addUser = !pw;
 
 	TRY(all, listInstances(p));
 	auto portUsed = [&](uint32_t port) {
@@ -429,11 +438,18 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 	}
 
 	// --- changes, in an order where a crash leaves no half instance ---
-	if (inst.createdUser) {
+	if (addUser) {
 		const std::string id = std::to_string(inst.uid);
 		TRYV(runTool({ "groupadd", "--gid", id, r.user }));
-		TRYV(runTool({ "useradd", "--uid", id, "--gid", id, "--home-dir", "/home/" + r.user, "--create-home",
-			       "--shell", "/usr/sbin/nologin", "--comment", "pukaipu instance", r.user }));
+		if (auto added = runTool({ "useradd", "--uid", id, "--gid", id, "--home-dir", "/home/" + r.user,
+					   "--create-home", "--shell", "/usr/sbin/nologin", "--comment", kUserComment,
+					   r.user });
+		    !added) {
+			// Not a group without its user: it would hold the id and the
+			// name, and the next create would fail at groupadd.
+			(void)runTool({ "groupdel", r.user });
+			return tl::unexpected(added.error());
+		}
 		pw = getpwnam(r.user.c_str());
 		if (!pw || pw->pw_uid != inst.uid)
 			return fail("useradd did not create '%s' with uid %u", r.user.c_str(), inst.uid);

@@ -3,6 +3,7 @@
 #include <cerrno>
 #include <ctime>
 #include <fcntl.h>
+#include <grp.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -15,6 +16,22 @@ long long monotonicMs() noexcept
 	timespec ts {};
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+Result<void> becomeUser(uid_t uid, gid_t gid)
+{
+	if (setgroups(0, nullptr) < 0)
+		return failErrno(errno, "drop supplementary groups");
+	if (setresgid(gid, gid, gid) < 0)
+		return failErrno(errno, "setresgid %u", (unsigned)gid);
+	if (setresuid(uid, uid, uid) < 0)
+		return failErrno(errno, "setresuid %u", (unsigned)uid);
+	uid_t ru, eu, su;
+	gid_t rg, eg, sg;
+	if (getresuid(&ru, &eu, &su) < 0 || getresgid(&rg, &eg, &sg) < 0 || ru != uid || eu != uid || su != uid ||
+	    rg != gid || eg != gid || sg != gid || getgroups(0, nullptr) != 0)
+		return fail("credentials are not uid %u gid %u after the switch", (unsigned)uid, (unsigned)gid);
+	return {};
 }
 
 std::string nowIso()

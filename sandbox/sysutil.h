@@ -19,6 +19,12 @@ namespace pukaipu {
 // must never be given a path below a directory a user can write.
 [[nodiscard]] Result<void> makeDirs(const std::string& path, mode_t mode);
 
+// For a forked helper of root's (never the launcher itself): drops to
+// uid/gid with no supplementary groups, in the order that works (groups
+// and gid while still root, the uid last: after it nothing can be changed
+// back), then re-reads all three and fails unless they are what was asked.
+[[nodiscard]] Result<void> becomeUser(uid_t uid, gid_t gid);
+
 // Now, UTC, as 2026-11-23T18:02:52Z (instance.json's timestamps).
 [[nodiscard]] std::string nowIso();
 

@@ -200,6 +200,26 @@ class Instances(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("uid 3050", r.stdout)
 
+    def test_a_user_left_by_a_failed_create_is_still_ours(self):
+        # What a create leaves when it fails after useradd: the user, with
+        # our comment. The next create adopts it as its own, so that
+        # remove --purge-home may delete it (a foreign user it would not).
+        r = self.s.run(["useradd", "--uid", "3054", "--user-group", "--create-home", "--home-dir",
+                        "/home/halfway", "--comment", "pukaipu instance", "halfway"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.create("halfway")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.pukaipu("remove", "halfway", "--purge-home")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("halfway", self.s.passwd())
+        # A user someone else made stays, home and all.
+        r = self.s.run(["useradd", "--uid", "3055", "--user-group", "--create-home", "--home-dir",
+                        "/home/foreign", "foreign"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.create("foreign")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_refused(self.pukaipu("remove", "foreign", "--purge-home"), "was not created by pukaipu")
+
     def test_adopted_user_without_a_home(self):
         # Under a root-owned /home the missing home is made, the user's, 0700.
         r = self.s.run(["useradd", "--uid", "3052", "--user-group", "--no-create-home", "--home-dir",
