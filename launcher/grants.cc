@@ -93,19 +93,6 @@ std::string policyFileFor(const std::string& runDir)
 	return runDir + "/browser-policy.json";
 }
 
-bool existsInRoot(int rootFd, const char* path, bool wantDir, bool wantExec = false)
-{
-	auto fd = openInRoot(rootFd, path, O_PATH);
-	if (!fd)
-		return false;
-	struct stat st;
-	if (fstat(fd->get(), &st) < 0)
-		return false;
-	if (wantDir)
-		return S_ISDIR(st.st_mode);
-	return S_ISREG(st.st_mode) && (!wantExec || (st.st_mode & 0111));
-}
-
 } // namespace
 
 // --- pure ------------------------------------------------------------------------

@@ -288,6 +288,19 @@ Result<UniqueFd> openInRoot(int rootFd, const char* path, int flags) noexcept
 	return UniqueFd(fd);
 }
 
+bool existsInRoot(int rootFd, const char* path, bool wantDir, bool wantExec) noexcept
+{
+	auto fd = openInRoot(rootFd, path, O_PATH);
+	if (!fd)
+		return false;
+	struct stat st;
+	if (fstat(fd->get(), &st) < 0)
+		return false;
+	if (wantDir)
+		return S_ISDIR(st.st_mode);
+	return S_ISREG(st.st_mode) && (!wantExec || (st.st_mode & 0111));
+}
+
 Result<void> remountReadonly(int mountFd, const char* what) noexcept
 {
 	return remountWith(mountFd, MS_RDONLY, what);

@@ -92,4 +92,9 @@ inline constexpr DevSymlink kDevSymlinks[] = {
 // Opens `path` inside rootFd (RESOLVE_IN_ROOT). Used by stages too.
 [[nodiscard]] Result<UniqueFd> openInRoot(int rootFd, const char* path, int flags) noexcept;
 
+// Is `path` inside rootFd (resolved as openInRoot does) a regular file
+// (executable, with wantExec) or, with wantDir, a directory? The rootfs is
+// only looked at, never written.
+[[nodiscard]] bool existsInRoot(int rootFd, const char* path, bool wantDir, bool wantExec = false) noexcept;
+
 } // namespace pukaipu

@@ -27,6 +27,7 @@
 #include <dlfcn.h>
 #include <nftables/libnftables.h>
 
+#include "mounts.h"
 #include "sysutil.h"
 #include "unique_fd.h"
 
@@ -328,6 +329,8 @@ bool isHostAddress(uint32_t addr)
 	return found;
 }
 
+// Up to 1 MiB of a small system file; nullopt when it cannot be read
+// (a read error is not taken for a short file).
 std::optional<std::string> readSmallFile(const char* path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -339,6 +342,8 @@ std::optional<std::string> readSmallFile(const char* path)
 	ssize_t n;
 	while ((n = read(fd, buf, sizeof(buf))) > 0 && s.size() < (1u << 20))
 		s.append(buf, (size_t)n);
+	if (n < 0)
+		return std::nullopt;
 	return s;
 }
 
@@ -346,19 +351,8 @@ std::optional<std::string> readSmallFile(const char* path)
 // the rootfs) for the child to mount over? The rootfs is never written.
 bool rootfsHasResolvConf(const std::string& root)
 {
-	int rfd = open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (rfd < 0)
-		return false;
-	UniqueFd r(rfd);
-	struct open_how how {};
-	how.flags = O_PATH | O_CLOEXEC;
-	how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-	int fd = (int)syscall(SYS_openat2, rfd, "etc/resolv.conf", &how, sizeof(how));
-	if (fd < 0)
-		return false;
-	UniqueFd f(fd);
-	struct stat st;
-	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+	UniqueFd r(open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+	return r && existsInRoot(r.get(), "/etc/resolv.conf", false);
 }
 
 } // namespace
