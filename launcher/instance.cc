@@ -49,7 +49,7 @@ Result<UserInfo> checkInstanceUser(const GlobalConfig& g, const InstanceConfig& 
 }
 
 Result<json> composeSpec(const GlobalConfig& g, const InstanceConfig& inst, const UserInfo& u, const RuntimePaths& rt,
-			 SessionKind kind, const std::string& term)
+			 SessionKind kind, const std::string& term, const GrantEffect& grants)
 {
 	const std::string uid = std::to_string(u.uid);
 	const std::string runUser = "/run/user/" + uid;
@@ -127,13 +127,10 @@ Result<json> composeSpec(const GlobalConfig& g, const InstanceConfig& inst, cons
 	// Grants (grants.h) and local attach: after everything above, so the
 	// tmpfs mounts they go into exist. Mount grants are guarded at start
 	// (pukaipu-run passes their destinations in RunOptions).
-	{
-		GrantEffect ge = grantEffect(inst, probeGrantFacts(g.rootfs), rt.dir, kind == SessionKind::Desktop);
-		for (auto& m : ge.mounts)
-			mounts.push_back(std::move(m));
-		for (auto& e : ge.env)
-			env.push_back(std::move(e));
-	}
+	for (const auto& m : grants.mounts)
+		mounts.push_back(m);
+	for (const auto& e : grants.env)
+		env.push_back(e);
 
 	json spec = {
 		{ "ociVersion", "1.0.2" },

@@ -42,9 +42,11 @@ struct RuntimePaths {
 inline constexpr const char* kContainerHome = "/data/home";
 inline constexpr const char* kContainerTls = "/run/pukaipu/tls";
 
+// `grants` is grantEffect() for this start, computed once by the caller
+// (it looks into the rootfs, so composeSpec itself touches nothing).
 [[nodiscard]] Result<nlohmann::json> composeSpec(const GlobalConfig& g, const InstanceConfig& inst,
 						 const UserInfo& user, const RuntimePaths& rt, SessionKind kind,
-						 const std::string& term);
+						 const std::string& term, const GrantEffect& grants);
 
 // Writes passwd, group and the TLS copies for this start (atomically; the
 // key is re-created owned by the user, 0400, so xpra can read it inside).

@@ -207,19 +207,17 @@ int main(int argc, char** argv)
 			return report(who.error(), kExitSetupFailed);
 		RuntimePaths rt = RuntimePaths::forUser(paths, user);
 		const char* term = std::getenv("TERM");
-		auto composed = composeSpec(*global, *inst, *who, rt, shell ? SessionKind::Shell : SessionKind::Desktop,
-					    term ? term : "");
-		if (!composed)
-			return report(composed.error(), kExitSetupFailed);
 		// Grants: say what cannot apply here; mount grants are guarded binds
 		// (checked and mounted through one fd by the child, as the user).
-		{
-			GrantEffect ge = grantEffect(*inst, probeGrantFacts(global->rootfs), rt.dir, !shell);
-			for (const auto& w : ge.warnings)
-				warn(w);
-			opts.guardedDestinations = ge.guarded;
-			opts.guardedForbidden = forbiddenHostPaths(paths, who->uid);
-		}
+		GrantEffect ge = grantEffect(*inst, probeGrantFacts(global->rootfs), rt.dir, !shell);
+		for (const auto& w : ge.warnings)
+			warn(w);
+		opts.guardedDestinations = ge.guarded;
+		opts.guardedForbidden = forbiddenHostPaths(paths, who->uid);
+		auto composed = composeSpec(*global, *inst, *who, rt, shell ? SessionKind::Shell : SessionKind::Desktop,
+					    term ? term : "", ge);
+		if (!composed)
+			return report(composed.error(), kExitSetupFailed);
 		if (printSpec) {
 			std::printf("%s\n", composed->dump(2).c_str());
 			return 0;
