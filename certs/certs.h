@@ -23,7 +23,7 @@
 
 #include <openssl/types.h>
 
-#include "sandbox/error.h"
+#include "base/error.h"
 
 namespace pukaipu::certs {
 

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "atomic_file.h"
+#include "base/file_io.h"
 #include "certs.h"
 
 using namespace pukaipu;

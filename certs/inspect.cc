@@ -8,7 +8,7 @@
 #include <openssl/err.h>
 #include <openssl/objects.h>
 
-#include "atomic_file.h"
+#include "base/file_io.h"
 #include "certs.h"
 #include "ossl.h"
 

@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "sandbox/json_fields.h"
+#include "base/json_fields.h"
 #include "build_config.h"
 
 namespace pukaipu {

@@ -15,7 +15,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "grants.h"
-#include "sandbox/error.h"
+#include "base/error.h"
 
 namespace pukaipu {
 

@@ -18,12 +18,13 @@
 
 #include <nlohmann/json.hpp>
 
-#include "certs/atomic_file.h"
+#include "base/file_io.h"
 #include "config.h"
-#include "sandbox/json_fields.h"
-#include "sandbox/sysutil.h"
+#include "base/json_fields.h"
+#include "base/process.h"
+#include "base/sysutil.h"
 #include "sandbox/mounts.h"
-#include "sandbox/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace pukaipu {
 

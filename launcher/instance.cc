@@ -6,9 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "certs/atomic_file.h"
+#include "base/file_io.h"
 #include "grants.h"
-#include "sandbox/json_fields.h"
+#include "base/json_fields.h"
 
 namespace pukaipu {
 

@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "config.h"
-#include "sandbox/error.h"
+#include "base/error.h"
 
 namespace pukaipu {
 

@@ -9,7 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "sandbox/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace pukaipu {
 

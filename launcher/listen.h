@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <string>
 
-#include "sandbox/error.h"
+#include "base/error.h"
 
 namespace pukaipu {
 

@@ -14,7 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "build_config.h"
-#include "certs/atomic_file.h"
+#include "base/file_io.h"
 #include "config.h"
 #include "grants.h"
 #include "instance.h"

@@ -6,7 +6,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "sandbox/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace pukaipu {
 

@@ -20,10 +20,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "certs/atomic_file.h"
+#include "base/file_io.h"
 #include "certs/certs.h"
-#include "sandbox/json_fields.h"
-#include "sandbox/sysutil.h"
+#include "base/json_fields.h"
+#include "base/process.h"
+#include "base/sysutil.h"
 #include "systemd/dropins.h"
 
 extern char** environ;

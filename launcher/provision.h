@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "config.h"
-#include "sandbox/error.h"
-#include "sandbox/unique_fd.h"
+#include "base/error.h"
+#include "base/unique_fd.h"
 
 namespace pukaipu {
 

@@ -15,12 +15,12 @@
 #include <nlohmann/json.hpp>
 
 #include "build_config.h"
-#include "certs/atomic_file.h"
+#include "base/file_io.h"
 #include "certs/certs.h"
 #include "config.h"
 #include "grants.h"
 #include "provision.h"
-#include "sandbox/json_fields.h"
+#include "base/json_fields.h"
 
 using namespace pukaipu;
 using json = nlohmann::json;

@@ -1,7 +1,7 @@
 // caps: the child's last privileged act is to give up every capability.
 #pragma once
 
-#include "error.h"
+#include "base/error.h"
 
 namespace pukaipu {
 

@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "error.h"
+#include "base/error.h"
 #include "spec.h"
-#include "unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace pukaipu {
 

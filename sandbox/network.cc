@@ -28,8 +28,8 @@
 #include <nftables/libnftables.h>
 
 #include "mounts.h"
-#include "sysutil.h"
-#include "unique_fd.h"
+#include "base/sysutil.h"
+#include "base/unique_fd.h"
 
 namespace pukaipu {
 

@@ -42,7 +42,7 @@
 #include <sys/types.h>
 #include <vector>
 
-#include "error.h"
+#include "base/error.h"
 #include "spec.h"
 
 namespace pukaipu {

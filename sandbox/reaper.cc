@@ -5,7 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "sysutil.h"
+#include "base/sysutil.h"
 
 namespace pukaipu {
 

@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "seccomp_tables.h"
-#include "sysutil.h"
-#include "unique_fd.h"
+#include "base/sysutil.h"
+#include "base/unique_fd.h"
 
 namespace pukaipu {
 

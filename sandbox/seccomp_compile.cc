@@ -11,7 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include "seccomp_tables.h"
-#include "unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace pukaipu {
 

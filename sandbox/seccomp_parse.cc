@@ -11,9 +11,9 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
-#include "json_fields.h"
+#include "base/json_fields.h"
 #include "seccomp_tables.h"
-#include "unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace pukaipu {
 

@@ -15,7 +15,7 @@
 #include <linux/filter.h>
 #include <nlohmann/json_fwd.hpp>
 
-#include "error.h"
+#include "base/error.h"
 
 namespace pukaipu {
 

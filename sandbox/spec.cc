@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "json_fields.h"
+#include "base/json_fields.h"
 
 namespace pukaipu {
 

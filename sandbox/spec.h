@@ -13,7 +13,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "error.h"
+#include "base/error.h"
 #include "seccomp_profile.h"
 
 namespace pukaipu {

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "apparmor.h"
-#include "error.h"
+#include "base/error.h"
 #include "mounts.h"
 #include "network.h"
 #include "seccomp_profile.h"

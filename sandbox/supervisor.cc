@@ -1,5 +1,5 @@
 #include "supervisor.h"
-#include "sysutil.h"
+#include "base/sysutil.h"
 
 #include <algorithm>
 #include <cerrno>

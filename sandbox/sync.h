@@ -9,8 +9,8 @@
 
 #include <cstdint>
 
-#include "error.h"
-#include "unique_fd.h"
+#include "base/error.h"
+#include "base/unique_fd.h"
 
 namespace pukaipu {
 

@@ -8,9 +8,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "certs/atomic_file.h"
-#include "sandbox/json_fields.h"
-#include "sandbox/sysutil.h"
+#include "base/file_io.h"
+#include "base/json_fields.h"
+#include "base/process.h"
+#include "base/sysutil.h"
 
 namespace pukaipu::units {
 

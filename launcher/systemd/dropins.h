@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "../config.h"
-#include "sandbox/error.h"
+#include "base/error.h"
 
 namespace pukaipu::units {
 

@@ -24,7 +24,7 @@
 #include <openssl/pkcs12.h>
 #include <openssl/x509v3.h>
 
-#include "certs/atomic_file.h"
+#include "base/file_io.h"
 #include "certs/certs.h"
 
 using namespace pukaipu;

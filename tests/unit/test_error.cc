@@ -6,8 +6,8 @@
 
 #include <doctest/doctest.h>
 
-#include "error.h"
-#include "unique_fd.h"
+#include "base/error.h"
+#include "base/unique_fd.h"
 
 using namespace pukaipu;
 

@@ -14,8 +14,8 @@
 
 #include "launcher/config.h"
 #include "launcher/grants.h"
-#include "mounts.h"
-#include "stages.h"
+#include "sandbox/mounts.h"
+#include "sandbox/stages.h"
 
 using namespace pukaipu;
 using json = nlohmann::json;

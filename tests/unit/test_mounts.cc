@@ -3,7 +3,7 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
-#include "mounts.h"
+#include "sandbox/mounts.h"
 #include "runc_spec.h"
 
 using namespace pukaipu;

@@ -6,7 +6,7 @@
 #include <doctest/doctest.h>
 #include <nftables/libnftables.h>
 
-#include "network.h"
+#include "sandbox/network.h"
 
 using namespace pukaipu;
 

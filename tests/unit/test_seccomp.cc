@@ -27,7 +27,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "seccomp_profile.h"
+#include "sandbox/seccomp_profile.h"
 
 using nlohmann::json;
 using namespace pukaipu;

@@ -4,7 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runc_spec.h"
-#include "spec.h"
+#include "sandbox/spec.h"
 
 using namespace pukaipu;
 using json = nlohmann::json;

@@ -7,7 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "sandbox/sysutil.h"
+#include "base/process.h"
+#include "base/sysutil.h"
 
 using namespace pukaipu;
 

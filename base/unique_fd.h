@@ -7,7 +7,7 @@
 #include <cerrno>
 #include <unistd.h>
 
-#include "error.h"
+#include "base/error.h"
 
 namespace pukaipu {
 

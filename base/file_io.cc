@@ -1,4 +1,4 @@
-#include "atomic_file.h"
+#include "base/file_io.h"
 
 #include <cerrno>
 #include <fcntl.h>
@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "sandbox/unique_fd.h"
+#include "base/unique_fd.h"
 
 namespace pukaipu {
 

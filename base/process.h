@@ -1,32 +1,21 @@
-// sysutil: small helpers several parts of pukaipu need.
+// process: running a program, and a forked helper's switch to a user. For
+// pukaipu's tools (useradd, systemctl, ...) and forked helpers; never used by
+// the container's own start (see sandbox/stages.cc).
 #pragma once
 
 #include <string>
 #include <sys/types.h>
 #include <vector>
 
-#include "error.h"
+#include "base/error.h"
 
 namespace pukaipu {
-
-// CLOCK_MONOTONIC in milliseconds (deadlines: the supervisor's grace, the
-// reaper's drain). Async-signal-safe: the reaper calls it after clone3.
-[[nodiscard]] long long monotonicMs() noexcept;
-
-// Creates `path` and every missing parent with `mode` (an existing one is
-// left as it is). For pukaipu's own root-owned directories (/var/lib/pukaipu,
-// /etc/systemd/system/...): the components are followed as they are, so it
-// must never be given a path below a directory a user can write.
-[[nodiscard]] Result<void> makeDirs(const std::string& path, mode_t mode);
 
 // For a forked helper of root's (never the launcher itself): drops to
 // uid/gid with no supplementary groups, in the order that works (groups
 // and gid while still root, the uid last: after it nothing can be changed
 // back), then re-reads all three and fails unless they are what was asked.
 [[nodiscard]] Result<void> becomeUser(uid_t uid, gid_t gid);
-
-// Now, UTC, as 2026-11-23T18:02:52Z (instance.json's timestamps).
-[[nodiscard]] std::string nowIso();
 
 // Where runProgram looks for a program named without a '/': a fixed list,
 // never the caller's PATH (root's environment is not ours to trust).

@@ -1,4 +1,4 @@
-// Error and Result: how every fallible step of the sandbox reports failure.
+// Error and Result: how every fallible step of pukaipu reports failure.
 //
 // An Error is trivially copyable on purpose: the child half of a stage runs
 // after clone3, where it must not allocate, and sends its Error to the parent
@@ -22,6 +22,11 @@ struct Error {
 
 	// "what: strerror(errno_)", or just "what" when errno_ is 0.
 	[[nodiscard]] std::string message() const;
+
+	// The same failure seen from further up: "CONTEXT: what", errno kept
+	// (crun's crun_error_wrap). Never format message() into a new Error:
+	// that loses the errno and prints strerror twice.
+	[[nodiscard]] Error wrap(const char* fmt, ...) const __attribute__((format(printf, 2, 3)));
 };
 static_assert(std::is_trivially_copyable_v<Error>);
 
@@ -48,3 +53,29 @@ using Result = tl::expected<T, Error>;
 	} while (0)
 
 } // namespace pukaipu
+
+// Early return of a Result's error, the only way errors travel up:
+//   TRY(v, expr);           declares v (a Result; use *v), returns expr's error
+//   TRYV(expr);             the same for Result<void>
+//   TRY_CTX(v, expr, ...);  returns the error wrapped in a printf-style context
+//   TRYV_CTX(expr, ...);
+#define TRY(var, expr) \
+	auto var = (expr); \
+	if (!var) \
+	return tl::unexpected(var.error())
+#define TRYV(expr) \
+	do { \
+		auto r_ = (expr); \
+		if (!r_) \
+			return tl::unexpected(r_.error()); \
+	} while (0)
+#define TRY_CTX(var, expr, ...) \
+	auto var = (expr); \
+	if (!var) \
+	return tl::unexpected(var.error().wrap(__VA_ARGS__))
+#define TRYV_CTX(expr, ...) \
+	do { \
+		auto r_ = (expr); \
+		if (!r_) \
+			return tl::unexpected(r_.error().wrap(__VA_ARGS__)); \
+	} while (0)

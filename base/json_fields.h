@@ -16,7 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "error.h"
+#include "base/error.h"
 
 namespace pukaipu::jsonf {
 
@@ -41,15 +41,3 @@ using json = nlohmann::json;
 [[nodiscard]] Result<json> readFile(const std::string& path);
 
 } // namespace pukaipu::jsonf
-
-// Early return of a Result's error: TRY(v, expr) declares v; TRYV(expr) for Result<void>.
-#define TRY(var, expr) \
-	auto var = (expr); \
-	if (!var) \
-	return tl::unexpected(var.error())
-#define TRYV(expr) \
-	do { \
-		auto r_ = (expr); \
-		if (!r_) \
-			return tl::unexpected(r_.error()); \
-	} while (0)

@@ -1,22 +1,13 @@
-#include "sysutil.h"
+#include "base/process.h"
 
 #include <cerrno>
-#include <ctime>
 #include <fcntl.h>
 #include <grp.h>
 #include <spawn.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 namespace pukaipu {
-
-long long monotonicMs() noexcept
-{
-	timespec ts {};
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 Result<void> becomeUser(uid_t uid, gid_t gid)
 {
@@ -31,28 +22,6 @@ Result<void> becomeUser(uid_t uid, gid_t gid)
 	if (getresuid(&ru, &eu, &su) < 0 || getresgid(&rg, &eg, &sg) < 0 || ru != uid || eu != uid || su != uid ||
 	    rg != gid || eg != gid || sg != gid || getgroups(0, nullptr) != 0)
 		return fail("credentials are not uid %u gid %u after the switch", (unsigned)uid, (unsigned)gid);
-	return {};
-}
-
-std::string nowIso()
-{
-	char buf[32];
-	std::time_t t = std::time(nullptr);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	return buf;
-}
-
-Result<void> makeDirs(const std::string& path, mode_t mode)
-{
-	for (std::size_t end = 1; end <= path.size(); end++) {
-		if (end < path.size() && path[end] != '/')
-			continue;
-		const std::string part = path.substr(0, end);
-		if (mkdir(part.c_str(), mode) < 0 && errno != EEXIST)
-			return failErrno(errno, "create '%s'", part.c_str());
-	}
 	return {};
 }
 

@@ -23,7 +23,7 @@
 #include <string_view>
 #include <sys/types.h>
 
-#include "sandbox/error.h"
+#include "base/error.h"
 
 namespace pukaipu {
 

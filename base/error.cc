@@ -1,4 +1,4 @@
-#include "error.h"
+#include "base/error.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -25,6 +25,22 @@ std::string Error::message() const
 		s += std::strerror(errno_);
 	}
 	return s;
+}
+
+Error Error::wrap(const char* fmt, ...) const
+{
+	char ctx[sizeof(what)];
+	va_list ap;
+	va_start(ap, fmt);
+	std::vsnprintf(ctx, sizeof(ctx), fmt, ap);
+	va_end(ap);
+	Error e;
+	e.errno_ = errno_;
+	// Truncated at sizeof(what) like every Error (the return value is checked
+	// so the compiler knows truncation is meant).
+	if (std::snprintf(e.what, sizeof(e.what), "%s: %.*s", ctx, (int)strnlen(what, sizeof(what)), what) < 0)
+		e.what[0] = '\0';
+	return e;
 }
 
 Error makeError(int err, const char* fmt, ...)
