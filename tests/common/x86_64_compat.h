@@ -1,7 +1,7 @@
 /* x86_64 syscall numbers and constants that older libc headers may lack,
- * shared by the in-container probes (tests/probe/probe.c and
- * tests/escape/escape.c). Each is the kernel's own value; a header that has
- * it wins. */
+ * shared by the in-container probes (tests/probe/probe.c and the escape
+ * battery in tests/escape/). Each is the kernel's own value; a header that
+ * has it wins. */
 #pragma once
 
 #if !defined(__x86_64__) || defined(__ILP32__)

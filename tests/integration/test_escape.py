@@ -7,9 +7,10 @@ Two instances are made with the real `pukaipu create` in a private copy of
 - bob: the real desktop (the rootfs's xpra-session: Xvfb + Qtile + Chromium,
   PUKAIPU_TEST_OFFLINE=1, network mode none). session.command passes
   `--start=/data/home/escape-run` to xpra, so xpra itself starts the probe
-  (tests/escape/escape.c, copied into bob's home) next to the browser: as bob,
-  in the same namespaces, under the same seccomp filter, after the privilege
-  drop. The probe never goes through nsenter or anything else from the host.
+  (tests/escape/, built static, copied into bob's home) next to the browser:
+  as bob, in the same namespaces, under the same seccomp filter, after the
+  privilege drop. The probe never goes through nsenter or anything else from
+  the host.
 - alice: a second instance whose payload is a bare Xvfb on display :177 (no
   auth) with a secret in her home (0755 home, 0644 file: only the mount
   namespace keeps bob out).
