@@ -135,31 +135,53 @@ Result<void> writeFileAtomic(const std::string& path, std::string_view data, mod
 	return {};
 }
 
-Result<std::string> readFileLimited(const std::string& path, std::size_t maxBytes)
+namespace {
+
+Result<std::string> readOpened(UniqueFd fd, const std::string& shownAs, std::size_t maxBytes)
 {
-	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
-	if (!fd)
-		return failErrno(errno, "open '%s'", path.c_str());
+	const char* what = shownAs.c_str();
 	struct stat st {};
 	if (::fstat(fd.get(), &st) < 0)
-		return failErrno(errno, "stat '%s'", path.c_str());
+		return failErrno(errno, "stat '%s'", what);
 	if (!S_ISREG(st.st_mode))
-		return fail("'%s' is not a regular file", path.c_str());
+		return fail("'%s' is not a regular file", what);
+	if (st.st_size > 0 && static_cast<std::size_t>(st.st_size) > maxBytes)
+		return fail("'%s' is larger than %zu bytes", what, maxBytes);
 	std::string out;
-	char buf[8192];
+	char buf[16384];
 	while (true) {
 		ssize_t n = ::read(fd.get(), buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return failErrno(errno, "read '%s'", path.c_str());
+			return failErrno(errno, "read '%s'", what);
 		if (n == 0)
 			break;
 		out.append(buf, static_cast<std::size_t>(n));
-		if (out.size() > maxBytes)
-			return fail("'%s' is larger than %zu bytes", path.c_str(), maxBytes);
+		if (out.size() > maxBytes) // a file that grew, or /proc (st_size 0)
+			return fail("'%s' is larger than %zu bytes", what, maxBytes);
 	}
 	return out;
+}
+
+constexpr int kReadFlags = O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+
+} // namespace
+
+Result<std::string> readFileLimited(const std::string& path, std::size_t maxBytes)
+{
+	UniqueFd fd(::open(path.c_str(), kReadFlags));
+	if (!fd)
+		return failErrno(errno, "open '%s'", path.c_str());
+	return readOpened(std::move(fd), path, maxBytes);
+}
+
+Result<std::string> readFileLimitedAt(int dirFd, const std::string& name, std::size_t maxBytes, const std::string& shownAs)
+{
+	UniqueFd fd(::openat(dirFd, name.c_str(), kReadFlags | O_NOFOLLOW));
+	if (!fd)
+		return failErrno(errno, "open '%s'", shownAs.c_str());
+	return readOpened(std::move(fd), shownAs, maxBytes);
 }
 
 Result<void> ensureRootDir(const std::string& path, mode_t mode)

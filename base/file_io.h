@@ -1,4 +1,4 @@
-// atomic_file: whole small files, written so that a reader (or a crash) sees
+// file_io: whole small files, written so that a reader (or a crash) sees
 // either the old content or the new one, never a mix, and a secret is never
 // readable by anyone else, not even for a moment.
 //
@@ -45,7 +45,15 @@ struct FileOwner {
 // a symlink), with exactly `mode`. For pukaipu's own directories.
 [[nodiscard]] Result<void> ensureRootDir(const std::string& path, mode_t mode);
 
-// Reads a whole regular file of at most maxBytes (O_CLOEXEC|O_NOCTTY).
+// The one bounded reader: a whole regular file of at most maxBytes, opened
+// O_CLOEXEC|O_NOCTTY|O_NONBLOCK (a FIFO or a device at that path can
+// neither hang us nor be read; /proc and /sys files are regular and read
+// to their end). Errors: "open 'P': errno", "'P' is not a regular file",
+// "'P' is larger than N bytes".
 [[nodiscard]] Result<std::string> readFileLimited(const std::string& path, std::size_t maxBytes = 1 << 20);
+// The same for `name` inside an open directory, never following a symlink
+// at `name` itself (O_NOFOLLOW); `shownAs` names it in errors.
+[[nodiscard]] Result<std::string> readFileLimitedAt(int dirFd, const std::string& name, std::size_t maxBytes,
+	const std::string& shownAs);
 
 } // namespace pukaipu

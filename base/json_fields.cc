@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <fstream>
+#include <cstring>
 #include <limits>
+
+#include "base/file_io.h"
 
 namespace pukaipu::jsonf {
 
@@ -104,15 +106,17 @@ Result<std::vector<std::string>> getStrings(const json& j, const std::string& pa
 	return out;
 }
 
-Result<json> readFile(const std::string& path)
+Result<json> readFile(const std::string& path, std::size_t maxBytes)
 {
-	std::ifstream in(path);
-	if (!in)
-		return failErrno(errno, "'%s'", path.c_str());
+	TRY(text, readFileLimited(path, maxBytes));
 	try {
-		return json::parse(in);
+		return json::parse(*text);
 	} catch (const json::exception& e) {
-		return fail("%s: invalid JSON: %s", path.c_str(), e.what());
+		// Drop nlohmann's "[json.exception.parse_error.101] " prefix.
+		const char* what = e.what();
+		if (const char* end = std::strstr(what, "] "))
+			what = end + 2;
+		return fail("'%s': invalid JSON: %s", path.c_str(), what);
 	}
 }
 

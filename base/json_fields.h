@@ -37,7 +37,8 @@ using json = nlohmann::json;
 [[nodiscard]] Result<uint64_t> getU64(const json& j, const std::string& path);
 [[nodiscard]] Result<uint32_t> getU32(const json& j, const std::string& path);
 [[nodiscard]] Result<std::vector<std::string>> getStrings(const json& j, const std::string& path);
-// Reads a whole JSON file; errors name the file (exceptions stop here).
-[[nodiscard]] Result<json> readFile(const std::string& path);
+// Reads a whole JSON file through the bounded reader (base/file_io.h) and
+// parses it; errors name the file: "'P': invalid JSON: ..." (exceptions stop here).
+[[nodiscard]] Result<json> readFile(const std::string& path, std::size_t maxBytes = 1 << 20);
 
 } // namespace pukaipu::jsonf

@@ -1,8 +1,9 @@
 #include "apparmor.h"
 
 #include <cerrno>
-#include <fstream>
 #include <sys/apparmor.h>
+
+#include "base/file_io.h"
 
 namespace pukaipu {
 
@@ -10,11 +11,16 @@ namespace {
 // The kernel lists loaded profiles as "NAME (MODE)" lines.
 bool profileLoaded(const std::string& profile)
 {
-	std::ifstream in("/sys/kernel/security/apparmor/profiles");
-	std::string line;
-	while (std::getline(in, line))
-		if (line.rfind(profile + " (", 0) == 0)
+	auto list = readFileLimited("/sys/kernel/security/apparmor/profiles", 16 << 20);
+	if (!list)
+		return false;
+	const std::string want = profile + " (";
+	for (size_t at = 0; at < list->size();) {
+		size_t nl = list->find('\n', at);
+		if (list->compare(at, want.size(), want) == 0)
 			return true;
+		at = nl == std::string::npos ? list->size() : nl + 1;
+	}
 	return false;
 }
 } // namespace

@@ -28,6 +28,7 @@
 #include <nftables/libnftables.h>
 
 #include "mounts.h"
+#include "base/file_io.h"
 #include "base/sysutil.h"
 #include "base/unique_fd.h"
 
@@ -329,22 +330,14 @@ bool isHostAddress(uint32_t addr)
 	return found;
 }
 
-// Up to 1 MiB of a small system file; nullopt when it cannot be read
-// (a read error is not taken for a short file).
+// Up to 1 MiB of a small system file (the bounded reader); nullopt when it
+// cannot be read (a read error is not taken for a short file).
 std::optional<std::string> readSmallFile(const char* path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	auto r = readFileLimited(path, 1 << 20);
+	if (!r)
 		return std::nullopt;
-	UniqueFd f(fd);
-	std::string s;
-	char buf[4096];
-	ssize_t n;
-	while ((n = read(fd, buf, sizeof(buf))) > 0 && s.size() < (1u << 20))
-		s.append(buf, (size_t)n);
-	if (n < 0)
-		return std::nullopt;
-	return s;
+	return std::move(*r);
 }
 
 // Does the rootfs have a regular /etc/resolv.conf (symlinks followed inside

@@ -8,11 +8,11 @@
 #include <string_view>
 
 #include <fcntl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "seccomp_tables.h"
+#include "base/file_io.h"
 #include "base/sysutil.h"
 #include "base/unique_fd.h"
 
@@ -165,28 +165,16 @@ struct CachedFilter {
 // Returns the cached filter, or nullopt with *why set ("" when simply absent).
 std::optional<CachedFilter> readEntry(int dirFd, const std::string& name, std::string_view key, std::string* why)
 {
-	UniqueFd fd(::openat(dirFd, name.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY));
-	if (!fd) {
-		*why = errno == ENOENT ? "" : std::string("open: ") + std::strerror(errno);
+	constexpr size_t kMaxEntry = 1 << 22;
+	auto read = readFileLimitedAt(dirFd, name, kMaxEntry, name);
+	if (!read) {
+		*why = read.error().errno_ == ENOENT ? "" : read.error().message();
 		return std::nullopt;
 	}
-	struct stat st;
-	constexpr off_t kMaxEntry = 1 << 22;
-	if (::fstat(fd.get(), &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < off_t(kBodyAt) ||
-	    st.st_size > kMaxEntry) {
-		*why = "bad size or type";
+	const std::string& data = *read;
+	if (data.size() < kBodyAt) {
+		*why = "bad size";
 		return std::nullopt;
-	}
-	std::string data(static_cast<size_t>(st.st_size), '\0');
-	for (size_t done = 0; done < data.size();) {
-		ssize_t n = ::pread(fd.get(), data.data() + done, data.size() - done, off_t(done));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			*why = "short read";
-			return std::nullopt;
-		}
-		done += size_t(n);
 	}
 	std::string_view v(data);
 	uint32_t format;
@@ -229,22 +217,8 @@ std::optional<CachedFilter> readEntry(int dirFd, const std::string& name, std::s
 	return out;
 }
 
-bool writeAll(int fd, std::string_view s)
-{
-	while (!s.empty()) {
-		ssize_t n = ::write(fd, s.data(), s.size());
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		s.remove_prefix(size_t(n));
-	}
-	return true;
-}
-
-// mkstemp's contract, relative to the checked directory fd: write a fresh
-// file, fsync it, rename it over the entry, so a reader sees the old entry
-// or the complete new one, never a half-written one.
+// Through the one atomic writer (base/file_io.h): a reader sees the old
+// entry or the complete new one, never a half-written one.
 const char* writeEntry(int dirFd, const std::string& name, std::string_view key, const SeccompProgram& prog)
 {
 	std::string body;
@@ -261,28 +235,8 @@ const char* writeEntry(int dirFd, const std::string& name, std::string_view key,
 	std::string header(kMagic, sizeof(kMagic));
 	putU32(header, kFormat);
 	header.append(reinterpret_cast<const char*>(&sum), 8);
-	std::string tmp;
-	UniqueFd fd;
-	for (int attempt = 0; attempt < 16 && !fd; attempt++) {
-		unsigned char rnd[8];
-		if (::getrandom(rnd, sizeof(rnd), 0) != ssize_t(sizeof(rnd)))
-			return "getrandom failed";
-		tmp = ".tmp-";
-		for (unsigned char c : rnd)
-			tmp += "0123456789abcdef"[c % 16];
-		fd.reset(::openat(dirFd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-		if (!fd && errno != EEXIST)
-			return "cannot create a temporary file";
-	}
-	if (!fd)
-		return "cannot create a temporary file";
-	bool ok = writeAll(fd.get(), header) && writeAll(fd.get(), body) && ::fsync(fd.get()) == 0;
-	fd.reset();
-	if (!ok || ::renameat(dirFd, tmp.c_str(), dirFd, name.c_str()) < 0) {
-		(void)::unlinkat(dirFd, tmp.c_str(), 0);
+	if (!writeFileAtomicAt(dirFd, name, header + body, 0600))
 		return "cannot write the entry";
-	}
-	(void)::fsync(dirFd); // make the rename durable; the entry is valid either way
 	return nullptr;
 }
 

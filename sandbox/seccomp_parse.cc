@@ -4,16 +4,11 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <nlohmann/json.hpp>
 #include "base/json_fields.h"
 #include "seccomp_tables.h"
-#include "base/unique_fd.h"
 
 namespace pukaipu {
 
@@ -180,43 +175,19 @@ Result<SeccompProfile> parseSeccomp(const nlohmann::json& j, const std::string& 
 	}
 }
 
-Result<SeccompProfile> loadSeccompFile(const std::string& path)
+Result<nlohmann::json> readSeccompFile(const std::string& path)
 {
-	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
-	if (!fd)
-		return failErrno(errno, "seccomp profile '%s'", path.c_str());
-	struct stat st;
-	if (::fstat(fd.get(), &st) < 0)
-		return failErrno(errno, "seccomp profile '%s'", path.c_str());
-	// A profile is small; refusing FIFOs and devices keeps /dev/zero from
-	// hanging the launcher.
-	constexpr off_t kMaxProfile = 4 << 20;
-	if (!S_ISREG(st.st_mode) || st.st_size > kMaxProfile)
-		return fail("seccomp profile '%s': not a regular file under 4 MiB", path.c_str());
-	std::string text;
-	char buf[16384];
-	for (;;) {
-		ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return failErrno(errno, "seccomp profile '%s': read", path.c_str());
-		if (n == 0)
-			break;
-		text.append(buf, static_cast<size_t>(n));
-	}
-	json j;
-	try {
-		j = json::parse(text);
-	} catch (const json::exception& e) {
-		// Drop nlohmann's "[json.exception.parse_error.101] " prefix.
-		const char* what = e.what();
-		if (const char* end = std::strstr(what, "] "))
-			what = end + 2;
-		return fail("seccomp profile '%s': invalid JSON: %s", path.c_str(), what);
-	}
-	return parseSeccomp(j, path + ":");
+	// A profile is small; the bounded reader refuses FIFOs and devices, so
+	// /dev/zero cannot hang the launcher.
+	TRY_CTX(j, jsonf::readFile(path, kMaxProfileBytes), "seccomp profile");
+	TRYV(parseSeccomp(*j, path + ":")); // every field checked, errors name the file
+	return std::move(*j);
 }
 
+Result<SeccompProfile> loadSeccompFile(const std::string& path)
+{
+	TRY_CTX(j, jsonf::readFile(path, kMaxProfileBytes), "seccomp profile");
+	return parseSeccomp(*j, path + ":");
+}
 
 } // namespace pukaipu

@@ -45,8 +45,14 @@ struct SeccompProfile {
 // or the profile file name. Unknown or mistyped fields are errors naming their path.
 [[nodiscard]] Result<SeccompProfile> parseSeccomp(const nlohmann::json& j, const std::string& where);
 
-// Reads and parses a profile file (Docker/OCI JSON).
+// Profile files (Docker/OCI JSON) are read through the bounded reader: a
+// regular file of at most kMaxProfileBytes; errors name the file.
+inline constexpr std::size_t kMaxProfileBytes = 4 << 20;
+// Reads and parses a profile file.
 [[nodiscard]] Result<SeccompProfile> loadSeccompFile(const std::string& path);
+// Reads a profile file and checks every field as loadSeccompFile does, but
+// returns the JSON itself: for a spec that embeds it (linux.seccomp).
+[[nodiscard]] Result<nlohmann::json> readSeccompFile(const std::string& path);
 
 struct SeccompProgram {
 	std::vector<sock_filter> bpf;
@@ -59,7 +65,8 @@ struct SeccompProgram {
 [[nodiscard]] Result<SeccompProgram> compileSeccomp(const SeccompProfile& p);
 
 // Like compileSeccomp, but reuses a cached BPF keyed by
-// sha256(canonical profile JSON, libseccomp version, native arch).
+// FNV-1a of (canonical profile, libseccomp version, native arch); an entry
+// holds its whole key and is used only on an exact match (seccomp_cache.cc).
 // cacheDir is created 0700 root; a corrupt entry is detected and rebuilt.
 // An empty cacheDir disables the cache.
 [[nodiscard]] Result<SeccompProgram> loadOrCompileSeccomp(const SeccompProfile& p,

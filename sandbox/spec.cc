@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstring>
 #include <fcntl.h>
-#include <fstream>
 #include <initializer_list>
 #include <limits>
 #include <sstream>
@@ -358,19 +357,9 @@ Result<Spec> loadBundle(const std::string& bundleDir)
 {
 	if (bundleDir.empty())
 		return fail("bundle: no directory given");
-	std::string path = bundleDir + "/config.json";
-	std::ifstream in(path);
-	if (!in)
-		return failErrno(errno, "bundle '%s': cannot open config.json", bundleDir.c_str());
-	json j;
-	try {
-		j = json::parse(in);
-	} catch (const json::exception& e) {
-		return fail("%s: invalid JSON: %s", path.c_str(), e.what());
-	}
-	auto s = parseSpec(j, bundleDir);
-	if (!s)
-		return fail("%s: %s", path.c_str(), s.error().message().c_str());
+	const std::string path = bundleDir + "/config.json";
+	TRY_CTX(j, jsonf::readFile(path), "bundle");
+	TRY_CTX(s, parseSpec(*j, bundleDir), "%s", path.c_str());
 	return s;
 }
 
