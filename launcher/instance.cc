@@ -8,7 +8,8 @@
 
 #include "base/file_io.h"
 #include "grants.h"
-#include "base/json_fields.h"
+#include "sandbox/mounts.h"
+#include "sandbox/seccomp_profile.h"
 
 namespace pukaipu {
 
@@ -48,8 +49,8 @@ Result<UserInfo> checkInstanceUser(const GlobalConfig& g, const InstanceConfig& 
 	return u;
 }
 
-Result<json> composeSpec(const GlobalConfig& g, const InstanceConfig& inst, const UserInfo& u, const RuntimePaths& rt,
-			 SessionKind kind, const std::string& term, const GrantEffect& grants)
+json composeSpec(const GlobalConfig& g, const InstanceConfig& inst, const UserInfo& u, const RuntimePaths& rt,
+		 SessionKind kind, const std::string& term, const GrantEffect& grants, const json& seccomp)
 {
 	const std::string uid = std::to_string(u.uid);
 	const std::string runUser = "/run/user/" + uid;
@@ -126,7 +127,7 @@ Result<json> composeSpec(const GlobalConfig& g, const InstanceConfig& inst, cons
 	});
 	// Grants (grants.h) and local attach: after everything above, so the
 	// tmpfs mounts they go into exist. Mount grants are guarded at start
-	// (pukaipu-run passes their destinations in RunOptions).
+	// (composeInstance marks them with guardBind on the parsed spec).
 	for (const auto& m : grants.mounts)
 		mounts.push_back(m);
 	for (const auto& e : grants.env)
@@ -165,13 +166,88 @@ Result<json> composeSpec(const GlobalConfig& g, const InstanceConfig& inst, cons
 	};
 	if (!g.apparmorProfile.empty())
 		spec["process"]["apparmorProfile"] = g.apparmorProfile;
-	if (!g.seccompProfile.empty()) {
-		auto profile = jsonf::readFile(g.seccompProfile);
-		if (!profile)
-			return fail("seccompProfile: %s", profile.error().message().c_str());
-		spec["linux"]["seccomp"] = *profile;
-	}
+	if (!seccomp.is_null())
+		spec["linux"]["seccomp"] = seccomp;
 	return spec;
+}
+
+Result<NetworkOptions> networkOptionsFrom(const std::string& mode, bool allowHost, const std::string& pool,
+					  const std::vector<std::string>& allow, const std::vector<std::string>& dns)
+{
+	NetworkOptions net;
+	TRY_CTX(m, parseNetworkMode(mode), "--network");
+	net.mode = *m;
+	net.allowHost = allowHost;
+	if (!pool.empty()) {
+		TRY_CTX(p, parseIpv4Net(pool), "--network-pool");
+		net.pool = *p;
+	}
+	for (const auto& a : allow) {
+		TRY_CTX(n, parseIpv4Net(a), "--network-allow");
+		net.allow.push_back(*n);
+	}
+	for (const auto& d : dns) {
+		TRY_CTX(a, parseIpv4(d), "--dns");
+		net.nameservers.push_back(*a);
+	}
+	if (net.mode != NetworkMode::Egress && (!pool.empty() || !allow.empty() || !dns.empty()))
+		return fail("--network-pool, --network-allow and --dns need --network egress");
+	return net;
+}
+
+Result<InstanceStart> composeInstance(const Paths& paths, const InstanceRequest& req)
+{
+	InstanceStart s;
+	TRY(global, loadGlobalConfig(paths));
+	TRY(inst, loadInstanceConfig(paths, req.user));
+	TRY(who, checkInstanceUser(*global, *inst));
+	s.inst = std::move(*inst);
+	s.user = std::move(*who);
+	s.rt = RuntimePaths::forUser(paths, req.user);
+	s.listenAddress = global->listenAddress;
+
+	TRY_CTX(policy, parseAppArmorPolicy(req.apparmorPolicy.empty() ? global->apparmorPolicy : req.apparmorPolicy),
+		"--apparmor");
+	s.opts.apparmorPolicy = *policy;
+	// AppArmor is decided here, once for this start: with policy 'optional'
+	// on a host where the profile cannot apply, the spec leaves it out (and
+	// says so once), so --print-spec shows what really runs and that spec
+	// runs unchanged under crun. prepare() then finds no profile to decide on.
+	std::string aaWarning;
+	TRY(aa, checkAppArmor(global->apparmorProfile, s.opts.apparmorPolicy, aaWarning));
+	if (!*aa)
+		global->apparmorProfile.clear();
+	if (!aaWarning.empty())
+		s.warnings.push_back(aaWarning);
+	s.opts.graceSeconds = req.graceSeconds >= 0 ? req.graceSeconds : global->graceSeconds;
+	s.opts.seccompCacheDir = req.seccompCacheDir;
+	// The instance's network: its own mode, else the global default.
+	TRY_CTX(net,
+		networkOptionsFrom(s.inst.network.empty() ? global->networkMode : s.inst.network,
+				   global->allowHostNetwork, "", global->allowedCidrs, global->dns),
+		"configuration: network");
+	s.opts.network = std::move(*net);
+	const bool desktop = req.kind == SessionKind::Desktop;
+	s.opts.preserveFds = desktop ? 1 : 0; // the listening socket, fd 3
+
+	// Grants: what cannot apply here is a warning; mount grants become
+	// guarded binds (checked and mounted through one fd by the child, as
+	// the user).
+	GrantEffect ge = grantEffect(s.inst, probeGrantFacts(global->rootfs), s.rt.dir, desktop);
+	s.warnings.insert(s.warnings.end(), ge.warnings.begin(), ge.warnings.end());
+	json seccomp;
+	if (!global->seccompProfile.empty()) {
+		TRY(profile, readSeccompFile(global->seccompProfile)); // "seccomp profile: ..." names the file
+		seccomp = std::move(*profile);
+	}
+	s.specJson = composeSpec(*global, s.inst, s.user, s.rt, req.kind, req.term, ge, seccomp);
+	// The composed spec goes through the same parser as any bundle.
+	TRY(spec, parseSpec(s.specJson, "/"));
+	const auto forbidden = forbiddenHostPaths(paths, s.user.uid);
+	for (const auto& dest : ge.guarded)
+		TRYV(guardBind(*spec, dest, forbidden));
+	s.spec = std::move(*spec);
+	return s;
 }
 
 namespace {

@@ -1,14 +1,17 @@
-// instance: from pukaipu's configuration to an OCI spec for one user's
-// sandbox. composeSpec() is pure, so `pukaipu-run USER --print-spec` shows
-// exactly what runs (the launcher parses its own output with parseSpec).
+// instance: from pukaipu's configuration to the ONE value pukaipu-run hands
+// the sandbox for one user's session: the OCI spec plus RunOptions
+// (composeInstance). composeSpec() is pure, so `pukaipu-run USER
+// --print-spec` shows exactly what runs (the launcher parses its own output
+// with parseSpec, as any bundle).
 #pragma once
 
 #include <string>
 
 #include <nlohmann/json.hpp>
 
-#include "config.h"
 #include "base/error.h"
+#include "config.h"
+#include "sandbox/stages.h"
 
 namespace pukaipu {
 
@@ -42,11 +45,48 @@ struct RuntimePaths {
 inline constexpr const char* kContainerHome = "/data/home";
 inline constexpr const char* kContainerTls = "/run/pukaipu/tls";
 
-// `grants` is grantEffect() for this start, computed once by the caller
-// (it looks into the rootfs, so composeSpec itself touches nothing).
-[[nodiscard]] Result<nlohmann::json> composeSpec(const GlobalConfig& g, const InstanceConfig& inst,
-						 const UserInfo& user, const RuntimePaths& rt, SessionKind kind,
-						 const std::string& term, const GrantEffect& grants);
+// Pure. `grants` is grantEffect() for this start and `seccomp` the profile
+// as readSeccompFile() checked it (null: none), both read by the caller, so
+// composeSpec itself touches nothing.
+[[nodiscard]] nlohmann::json composeSpec(const GlobalConfig& g, const InstanceConfig& inst, const UserInfo& user,
+					 const RuntimePaths& rt, SessionKind kind, const std::string& term,
+					 const GrantEffect& grants, const nlohmann::json& seccomp);
+
+// The network options of a bundle's command line (--network ...) or of an
+// instance's configuration, checked (prepareNetwork checks them again).
+[[nodiscard]] Result<NetworkOptions> networkOptionsFrom(const std::string& mode, bool allowHost,
+							const std::string& pool,
+							const std::vector<std::string>& allow,
+							const std::vector<std::string>& dns);
+
+// What `pukaipu-run USER` was asked on its command line.
+struct InstanceRequest {
+	std::string user;
+	SessionKind kind = SessionKind::Desktop;
+	std::string term;            // $TERM, for a shell
+	std::string apparmorPolicy;  // --apparmor; empty: the configuration's apparmor.policy
+	int graceSeconds = -1;       // --grace; -1: the configuration's
+	std::string seccompCacheDir; // empty: no cache
+};
+
+// The one hand-off from the launcher to the sandbox for an instance: spec
+// and RunOptions go to prepare() as they are. The rest says what the
+// launcher itself sets up on the host first (runtime files, the socket).
+struct InstanceStart {
+	nlohmann::json specJson; // exactly what runs: --print-spec prints it
+	Spec spec;               // parsed from specJson; mount grants marked guarded (guardBind)
+	RunOptions opts;         // network, AppArmor policy, grace; a desktop gets fd 3 (preserveFds 1)
+	std::vector<std::string> warnings; // grants that cannot apply on this host
+	InstanceConfig inst;
+	UserInfo user;
+	RuntimePaths rt;
+	std::string listenAddress; // the desktop's listening socket (fd 3)
+};
+
+// Loads the configuration and the instance, checks the user, and composes
+// the start. Reads files (configuration, the seccomp profile, what the rootfs
+// offers for grants); writes nothing.
+[[nodiscard]] Result<InstanceStart> composeInstance(const Paths& paths, const InstanceRequest& req);
 
 // Writes passwd, group and the TLS copies for this start (atomically; the
 // key is re-created owned by the user, 0400, so xpra can read it inside).

@@ -37,39 +37,6 @@ void warn(const std::string& w)
 	std::fprintf(stderr, "pukaipu-run: warning: %s\n", w.c_str());
 }
 
-// --network and friends → NetworkOptions (checked again by prepareNetwork).
-Result<NetworkOptions> networkOptions(const std::string& mode, bool allowHost, const std::string& pool,
-				      const std::vector<std::string>& allow, const std::vector<std::string>& dns)
-{
-	NetworkOptions net;
-	auto m = parseNetworkMode(mode);
-	if (!m)
-		return fail("--network: %s", m.error().what);
-	net.mode = *m;
-	net.allowHost = allowHost;
-	if (!pool.empty()) {
-		auto p = parseIpv4Net(pool);
-		if (!p)
-			return fail("--network-pool: %s", p.error().what);
-		net.pool = *p;
-	}
-	for (const auto& a : allow) {
-		auto n = parseIpv4Net(a);
-		if (!n)
-			return fail("--network-allow: %s", n.error().what);
-		net.allow.push_back(*n);
-	}
-	for (const auto& d : dns) {
-		auto a = parseIpv4(d);
-		if (!a)
-			return fail("--dns: %s", a.error().what);
-		net.nameservers.push_back(*a);
-	}
-	if (net.mode != NetworkMode::Egress && (!pool.empty() || !allow.empty() || !dns.empty()))
-		return fail("--network-pool, --network-allow and --dns need --network egress");
-	return net;
-}
-
 } // namespace
 
 int main(int argc, char** argv)
@@ -106,8 +73,10 @@ int main(int argc, char** argv)
 	app.add_option("--seccomp-cache", cacheDir, "directory for compiled seccomp filters (env PUKAIPU_SECCOMP_CACHE)")
 		->capture_default_str();
 	app.add_flag("--no-seccomp-cache", noCache, "always compile the seccomp profile");
-	app.add_option("--preserve-fds", preserveFds, "bundles: pass fds 3..3+N-1 to the payload");
-	app.add_option("--grace", grace, "seconds between forwarding SIGTERM and SIGKILL (default 10)");
+	app.add_option("--preserve-fds", preserveFds, "bundles: pass fds 3..3+N-1 to the payload (0-64)")
+		->check(CLI::Range(0, 64));
+	app.add_option("--grace", grace, "seconds between forwarding SIGTERM and SIGKILL, 0-3600 (default 10)")
+		->check(CLI::Range(0, 3600));
 	auto* networkOpt = app.add_option("--network", network,
 		       "'none': loopback only; 'egress': a veth pair with NAT out, no host ports, no other\n"
 		       "containers, no link-local or private ranges, no IPv6 (turns on net.ipv4.ip_forward);\n"
@@ -146,111 +115,67 @@ int main(int argc, char** argv)
 					   "the configuration (network.* in pukaipu.json, --network of pukaipu create)"),
 			      kExitSetupFailed);
 
+	// L2-L3. ONE value for the sandbox: the spec and its RunOptions.
+	Spec spec;
 	RunOptions opts;
-	auto net = networkOptions(network, allowHostNetwork, networkPool, networkAllow, dns);
-	if (!net)
-		return report(net.error(), kExitSetupFailed);
-	opts.network = std::move(*net);
-	opts.seccompCacheDir = noCache ? "" : cacheDir;
-	opts.preserveFds = preserveFds;
-	if (grace < -1)
-		return report(makeError(0, "--grace %d: expected 0 or more seconds", grace), kExitSetupFailed);
-
-	Result<Spec> spec = tl::unexpected(makeError(0, "no spec"));
 	if (!bundle.empty()) {
 		if (geteuid() != 0)
 			return report(makeError(0, "must run as root (it creates the namespaces and maps the user's ids)"),
 				      kExitSetupFailed);
+		auto net = networkOptionsFrom(network, allowHostNetwork, networkPool, networkAllow, dns);
+		if (!net)
+			return report(net.error(), kExitSetupFailed);
+		opts.network = std::move(*net);
 		auto policy = parseAppArmorPolicy(apparmor.empty() ? "required" : apparmor);
 		if (!policy)
-			return report(makeError(0, "--apparmor: %s", policy.error().what), kExitSetupFailed);
+			return report(policy.error().wrap("--apparmor"), kExitSetupFailed);
 		opts.apparmorPolicy = *policy;
 		opts.graceSeconds = grace >= 0 ? grace : 10;
+		opts.seccompCacheDir = noCache ? "" : cacheDir;
+		opts.preserveFds = preserveFds;
 		// The bundle is trusted as root: nobody but root may be able to change it.
 		if (auto r = checkTrustedPath(bundle); !r)
-			return report(makeError(r.error().errno_, "bundle: %s", r.error().what), kExitSetupFailed);
-		spec = loadBundle(bundle);
+			return report(r.error().wrap("bundle"), kExitSetupFailed);
+		auto loaded = loadBundle(bundle);
+		if (!loaded)
+			return report(loaded.error(), kExitSetupFailed);
+		spec = std::move(*loaded);
 	} else {
-		auto global = loadGlobalConfig(paths);
-		if (!global)
-			return report(global.error(), kExitSetupFailed);
-		auto inst = loadInstanceConfig(paths, user);
-		if (!inst)
-			return report(inst.error(), kExitSetupFailed);
-		auto policy = parseAppArmorPolicy(apparmor.empty() ? global->apparmorPolicy : apparmor);
-		if (!policy)
-			return report(makeError(0, "--apparmor: %s", policy.error().what), kExitSetupFailed);
-		opts.apparmorPolicy = *policy;
-		opts.graceSeconds = grace >= 0 ? grace : global->graceSeconds;
-		// With policy 'optional' on a host where the profile cannot apply,
-		// the spec leaves it out (and says so once): --print-spec shows what
-		// really runs, and that spec runs unchanged under other runtimes.
-		std::string aaWarning;
-		auto aa = checkAppArmor(global->apparmorProfile, opts.apparmorPolicy, aaWarning);
-		if (!aa)
-			return report(aa.error(), kExitSetupFailed);
-		if (!*aa && !global->apparmorProfile.empty()) {
-			warn(aaWarning);
-			global->apparmorProfile.clear();
-		}
-		// The instance's network: its own mode, else the global default.
-		{
-			auto instNet = networkOptions(inst->network.empty() ? global->networkMode : inst->network,
-						      global->allowHostNetwork, "", global->allowedCidrs, global->dns);
-			if (!instNet)
-				return report(makeError(0, "configuration: network: %s", instNet.error().what),
-					      kExitSetupFailed);
-			opts.network = std::move(*instNet);
-		}
-		auto who = checkInstanceUser(*global, *inst);
-		if (!who)
-			return report(who.error(), kExitSetupFailed);
-		RuntimePaths rt = RuntimePaths::forUser(paths, user);
 		const char* term = std::getenv("TERM");
-		// Grants: say what cannot apply here; mount grants are guarded binds
-		// (checked and mounted through one fd by the child, as the user).
-		GrantEffect ge = grantEffect(*inst, probeGrantFacts(global->rootfs), rt.dir, !shell);
-		for (const auto& w : ge.warnings)
+		InstanceRequest req { user, shell ? SessionKind::Shell : SessionKind::Desktop, term ? term : "",
+				      apparmor, grace, noCache ? "" : cacheDir };
+		auto start = composeInstance(paths, req);
+		if (!start)
+			return report(start.error(), kExitSetupFailed);
+		for (const auto& w : start->warnings)
 			warn(w);
-		opts.guardedDestinations = ge.guarded;
-		opts.guardedForbidden = forbiddenHostPaths(paths, who->uid);
-		auto composed = composeSpec(*global, *inst, *who, rt, shell ? SessionKind::Shell : SessionKind::Desktop,
-					    term ? term : "", ge);
-		if (!composed)
-			return report(composed.error(), kExitSetupFailed);
 		if (printSpec) {
-			std::printf("%s\n", composed->dump(2).c_str());
+			std::printf("%s\n", start->specJson.dump(2).c_str());
 			return 0;
 		}
 		if (geteuid() != 0)
 			return report(makeError(0, "must run as root (it creates the namespaces and maps the user's ids)"),
 				      kExitSetupFailed);
-		if (auto r = writeRuntimeFiles(paths, *inst, *who, rt); !r)
+		// L4. Root-only host files for this start (passwd, group, grants' files).
+		if (auto r = writeRuntimeFiles(paths, start->inst, start->user, start->rt); !r)
 			return report(r.error(), kExitSetupFailed);
-		if (!shell) {
-			auto how = prepareListenSocket(global->listenAddress, inst->port);
+		// L5. A desktop's listening socket at fd 3 (RunOptions passes fd 3).
+		if (start->opts.preserveFds == 1) {
+			auto how = prepareListenSocket(start->listenAddress, start->inst.port);
 			if (!how)
 				return report(how.error(), kExitSetupFailed);
-			opts.preserveFds = 1;
 			std::fprintf(stderr, "pukaipu-run: %s: listening socket %s\n", user.c_str(), how->c_str());
 		}
-		// The composed spec goes through the same parser as any bundle.
-		spec = parseSpec(*composed, "/");
+		spec = std::move(start->spec);
+		opts = std::move(start->opts);
 	}
-	if (!spec)
-		return report(spec.error(), kExitSetupFailed);
-	std::vector<std::string> netWarnings;
-	if (auto r = prepareNetwork(*spec, opts.network, netWarnings); !r)
-		return report(r.error(), kExitSetupFailed);
-	for (const auto& w : netWarnings)
-		warn(w);
-	if (forwardingWillBeEnabled(opts.network))
-		std::fprintf(stderr, "pukaipu-run: note: turning on net.ipv4.ip_forward (host-wide, left on at exit)\n");
-	auto prepared = prepare(std::move(*spec), opts);
+	auto prepared = prepare(std::move(spec), opts);
 	if (!prepared)
 		return report(prepared.error(), kExitSetupFailed);
 	for (const auto& w : prepared->warnings)
 		warn(w);
+	for (const auto& n : prepared->notes)
+		std::fprintf(stderr, "pukaipu-run: note: %s\n", n.c_str());
 
 	// systemd (Type=notify): ready once the payload is exec'd. For an
 	// instance, the pid file lets `pukaipu list` tell running from stopped.

@@ -205,13 +205,44 @@ Result<std::vector<MountPlan>> planMounts(const Spec& spec, std::vector<std::str
 			p.data += (p.data.empty() ? "" : ",") + o;
 		}
 		if (bind)
-			p.flags |= MS_BIND | (recursive ? MS_REC : 0);
+			p.flags |= MS_BIND | (recursive && !m.guarded ? MS_REC : 0); // guarded: never recursive
+		p.guarded = m.guarded;
+		p.forbidden = m.forbidden;
 		p.populateDev = p.type == "tmpfs" && p.destination == "/dev";
 		if (p.type == "devpts" && p.data.find("newinstance") == std::string::npos)
 			p.data += std::string(p.data.empty() ? "" : ",") + "newinstance";
 		plan.push_back(std::move(p));
 	}
 	return plan;
+}
+
+Result<void> guardBind(Spec& spec, const std::string& destination, const std::vector<std::string>& forbidden)
+{
+	size_t found = 0;
+	for (auto& m : spec.mounts) {
+		if (m.destination != destination)
+			continue;
+		if (m.type != "bind")
+			return fail("guarded mount '%s': not a bind mount", destination.c_str());
+		m.guarded = true;
+		m.forbidden = forbidden;
+		found++;
+	}
+	if (found != 1)
+		return fail("guarded mount '%s': %zu bind mounts with that destination, expected 1",
+			    destination.c_str(), found);
+	return {};
+}
+
+MountPlan generatedFile(const std::string& destination, std::string content)
+{
+	MountPlan p;
+	p.destination = destination;
+	p.type = "file";
+	p.source = "tmpfs";
+	p.flags = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+	p.content = std::move(content);
+	return p;
 }
 
 const char* refusedByPrefix(const char* path, const std::vector<std::string>& forbidden) noexcept
@@ -314,9 +345,70 @@ Result<void> remountWith(int mountFd, unsigned long flags, const char* what) noe
 	return {};
 }
 
+namespace {
+
+// A generated file over the rootfs's file at m.destination. The rootfs is
+// never written and nothing may be left on the host, so the file lives in a
+// tiny tmpfs of our own. A bind source must be attached in our namespace, so:
+//   1. open the rootfs's file (the bind target) and its directory;
+//   2. stack the tmpfs on that directory, create the file in it;
+//   3. bind the new file onto the target fd from step 1 (it names the
+//      rootfs's file *under* the tmpfs);
+//   4. detach the tmpfs: the bind keeps its file alive, and the directory
+//      shows the rootfs again, with the bind on the file;
+//   5. remount the bind read-only (and nosuid, nodev, noexec).
+Result<void> mountGeneratedFile(int rootFd, const MountPlan& m) noexcept
+{
+	const char* dest = m.destination.c_str();
+	const char* slash = std::strrchr(dest, '/');
+	char dir[PATH_MAX];
+	if (!slash || slash[1] == '\0' || std::snprintf(dir, sizeof(dir), "%.*s", (int)(slash - dest), dest) >= (int)sizeof(dir))
+		return fail("generated file '%s': not an absolute file path", dest);
+	auto target = openInRoot(rootFd, dest, O_PATH);
+	if (!target)
+		return tl::unexpected(target.error());
+	struct stat st;
+	if (fstat(target->get(), &st) < 0 || !S_ISREG(st.st_mode))
+		return failErrno(EINVAL, "generated file '%s': the rootfs has no regular file there", dest);
+	auto under = openInRoot(rootFd, dir[0] ? dir : "/", O_PATH | O_DIRECTORY);
+	if (!under)
+		return tl::unexpected(under.error());
+	if (mount("tmpfs", FdPath(under->get()).c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		  "size=16k,nr_inodes=4,mode=0755") < 0)
+		return failErrno(errno, "generated file '%s': tmpfs", dest);
+	auto stage = openInRoot(rootFd, dir[0] ? dir : "/", O_PATH | O_DIRECTORY); // the tmpfs now
+	bool ok = false;
+	int err = 0;
+	if (stage) {
+		UniqueFd f(openat(stage->get(), slash + 1, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644));
+		ok = f && write(f.get(), m.content.data(), m.content.size()) == (ssize_t)m.content.size();
+		err = errno;
+		if (ok && mount(FdPath(f.get()).c_str(), FdPath(target->get()).c_str(), nullptr, MS_BIND, nullptr) < 0) {
+			ok = false;
+			err = errno;
+		}
+	} else {
+		err = stage.error().errno_;
+	}
+	if (!stage || umount2(FdPath(stage->get()).c_str(), MNT_DETACH) < 0) {
+		// The tmpfs would hide the rootfs's directory: never carry on.
+		return failErrno(stage ? errno : err, "generated file '%s': detach its tmpfs", dest);
+	}
+	if (!ok)
+		return failErrno(err, "generated file '%s': write it", dest);
+	auto top = openInRoot(rootFd, dest, O_PATH);
+	if (!top)
+		return tl::unexpected(top.error());
+	return remountWith(top->get(), m.flags, dest);
+}
+
+} // namespace
+
 Result<void> mountInChild(int rootFd, const MountPlan& m) noexcept
 {
 	const char* dest = m.destination.c_str();
+	if (m.type == "file")
+		return mountGeneratedFile(rootFd, m);
 	if (m.flags & MS_BIND) {
 		UniqueFd srcFd;
 		if (m.guarded) {

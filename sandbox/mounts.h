@@ -12,14 +12,17 @@
 #include <vector>
 
 #include "base/error.h"
-#include "spec.h"
 #include "base/unique_fd.h"
+#include "spec.h"
 
 namespace pukaipu {
 
 struct MountPlan {
 	std::string destination;
-	std::string type;   // bind, tmpfs, proc, sysfs, devpts, mqueue, cgroup2
+	// bind, tmpfs, proc, sysfs, devpts, mqueue, cgroup2; or "file": a file
+	// pukaipu-run generates (resolv.conf), `content` put read-only over the
+	// rootfs's existing file at `destination` (see mountInChild).
+	std::string type;
 	std::string source;
 	unsigned long flags = 0;       // MS_NOSUID, MS_RDONLY, ... (MS_BIND|MS_REC for binds)
 	unsigned long propagation = 0; // MS_SLAVE / MS_PRIVATE (| MS_REC), 0 = inherit
@@ -30,10 +33,21 @@ struct MountPlan {
 	// refuses it when it resolves onto, into or over one of `forbidden`, or
 	// when the user could not read it, and then mounts that very fd, so a
 	// path swapped after the check cannot redirect the mount. Never
-	// recursive. Set by prepare() from RunOptions::guardedDestinations.
+	// recursive. Copied from MountSpec::guarded (guardBind()).
 	bool guarded = false;
 	std::vector<std::string> forbidden; // canonical host paths, absolute
+	std::string content;                // type "file" only
 };
+
+// Marks the one bind mount at `destination` as guarded (MountSpec::guarded),
+// checked with `forbidden` in the child. Fails unless exactly one bind mount
+// has that destination.
+[[nodiscard]] Result<void> guardBind(Spec& spec, const std::string& destination,
+				     const std::vector<std::string>& forbidden);
+
+// The plan row for a generated read-only file over the rootfs's file at
+// `destination` (which must exist there: nothing is created in the rootfs).
+[[nodiscard]] MountPlan generatedFile(const std::string& destination, std::string content);
 
 // Host device nodes bind-mounted into a tmpfs /dev (a userns cannot mknod).
 inline constexpr const char* kDevNodes[] = { "null", "zero", "full", "random", "urandom", "tty" };

@@ -350,7 +350,8 @@ bool rootfsHasResolvConf(const std::string& root)
 
 } // namespace
 
-Result<void> prepareNetwork(const Spec& spec, NetworkOptions& net, std::vector<std::string>& warnings)
+Result<std::optional<std::string>> prepareNetwork(const Spec& spec, NetworkOptions& net,
+						   std::vector<std::string>& warnings)
 {
 	if (net.mode == NetworkMode::Host) {
 		if (!net.allowHost)
@@ -361,20 +362,17 @@ Result<void> prepareNetwork(const Spec& spec, NetworkOptions& net, std::vector<s
 			    "--network egress");
 	}
 	if (net.mode != NetworkMode::Egress)
-		return {};
+		return std::nullopt;
 	if (net.nameservers.empty()) {
 		auto etc = readSmallFile("/etc/resolv.conf");
 		auto sd = readSmallFile("/run/systemd/resolve/resolv.conf");
 		std::optional<std::string_view> sdView;
 		if (sd)
 			sdView = *sd;
-		auto ns = chooseNameservers(etc ? *etc : std::string(), sdView, warnings);
-		if (!ns)
-			return tl::unexpected(ns.error());
+		TRY(ns, chooseNameservers(etc ? *etc : std::string(), sdView, warnings));
 		net.nameservers = std::move(*ns);
 	}
-	if (auto r = normalizeNetworkOptions(net); !r)
-		return r;
+	TRYV(normalizeNetworkOptions(net));
 	for (uint32_t ns : net.nameservers)
 		if (isHostAddress(ns))
 			return fail("nameserver %s: an address of this host, and containers reach no host port; "
@@ -387,13 +385,13 @@ Result<void> prepareNetwork(const Spec& spec, NetworkOptions& net, std::vector<s
 	for (const auto& m : spec.mounts)
 		specMounts = specMounts || m.destination == "/etc/resolv.conf";
 	if (specMounts)
-		net.resolvConf.clear(); // the spec's own resolv.conf wins
-	else if (!rootfsHasResolvConf(spec.rootPath))
+		return std::nullopt; // the spec's own resolv.conf wins
+	if (!rootfsHasResolvConf(spec.rootPath)) {
 		warnings.push_back("the rootfs has no /etc/resolv.conf file to mount over: DNS is not configured "
 				   "in the container");
-	else
-		net.resolvConf = formatResolvConf(net.nameservers);
-	return {};
+		return std::nullopt;
+	}
+	return formatResolvConf(net.nameservers);
 }
 
 bool forwardingWillBeEnabled(const NetworkOptions& net)
@@ -469,43 +467,6 @@ Result<void> networkFromParent(pid_t child, const NetworkOptions& net)
 			return tl::unexpected(idx.error());
 		return addDefaultRoute(in->get(), *idx, addrs.host);
 	});
-}
-
-Result<void> networkInChild(const NetworkOptions& net) noexcept
-{
-	if (net.mode != NetworkMode::Egress || net.resolvConf.empty())
-		return {};
-	// The rootfs is read-only and never written, and nothing may be left on
-	// the host: the file lives in a tiny tmpfs of our own. To bind one file
-	// of it, the tmpfs is stacked briefly on /etc (the bind source must be
-	// attached in our namespace), the file is bound over the rootfs's
-	// /etc/resolv.conf (reached by an fd opened before /etc was covered),
-	// and the tmpfs is detached again; the bind keeps it alive.
-	int target = open("/etc/resolv.conf", O_PATH | O_CLOEXEC);
-	if (target < 0)
-		return failErrno(errno, "network: open /etc/resolv.conf in the container");
-	UniqueFd targetFd(target);
-	if (mount("tmpfs", "/etc", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=16k,nr_inodes=4,mode=0755") < 0)
-		return failErrno(errno, "network: tmpfs for resolv.conf");
-	int f = open("/etc/resolv.conf", O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
-	bool ok = f >= 0 && write(f, net.resolvConf.data(), net.resolvConf.size()) == (ssize_t)net.resolvConf.size();
-	int err = errno;
-	if (f >= 0)
-		close(f);
-	char dest[32];
-	std::snprintf(dest, sizeof(dest), "/proc/self/fd/%d", target);
-	if (ok && mount("/etc/resolv.conf", dest, nullptr, MS_BIND, nullptr) < 0) {
-		ok = false;
-		err = errno;
-	}
-	if (umount2("/etc", MNT_DETACH) < 0)
-		return failErrno(errno, "network: detach the resolv.conf tmpfs");
-	if (!ok)
-		return failErrno(err, "network: write /etc/resolv.conf");
-	if (mount(nullptr, "/etc/resolv.conf", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-		  nullptr) < 0)
-		return failErrno(errno, "network: remount /etc/resolv.conf read-only");
-	return {};
 }
 
 } // namespace pukaipu

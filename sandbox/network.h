@@ -77,9 +77,6 @@ struct NetworkOptions {
 	Ipv4Net pool { 0x0AE90000u, 16 }; // 10.233.0.0/16; one /31 per container
 	std::vector<Ipv4Net> allow;       // private destinations let through
 	std::vector<uint32_t> nameservers; // empty: the host's (prepareNetwork fills it)
-	// Filled by prepareNetwork: resolv.conf for the container, mounted by the
-	// child over the rootfs's /etc/resolv.conf; empty = leave it alone.
-	std::string resolvConf;
 	std::string lockPath = "/run/pukaipu/network.lock";
 };
 
@@ -129,12 +126,15 @@ struct SlotAddresses {
 
 // --- effectful parts --------------------------------------------------------
 
-// Parent, before prepare(): refuses host mode (pukaipu-run always creates a
-// network namespace, so it cannot share the host's), validates the options,
+// Parent, called by prepare(): refuses host mode (pukaipu-run always creates
+// a network namespace, so it cannot share the host's), validates the options,
 // fills nameservers from the host when none were given (a host address is
-// refused: containers reach no host port), and builds resolvConf when the
-// rootfs has an /etc/resolv.conf to mount over and the spec mounts none.
-[[nodiscard]] Result<void> prepareNetwork(const Spec& spec, NetworkOptions& net, std::vector<std::string>& warnings);
+// refused: containers reach no host port). Returns the container's
+// resolv.conf, which prepare() turns into a row of the mount plan, when the
+// rootfs has an /etc/resolv.conf to mount over and the spec mounts none;
+// nullopt otherwise.
+[[nodiscard]] Result<std::optional<std::string>> prepareNetwork(const Spec& spec, NetworkOptions& net,
+								std::vector<std::string>& warnings);
 
 // True when egress will turn on net.ipv4.ip_forward (host-wide; left on).
 [[nodiscard]] bool forwardingWillBeEnabled(const NetworkOptions& net);
@@ -144,9 +144,5 @@ struct SlotAddresses {
 // container's own table. A failure needs no undo: the caller kills the
 // child, and its namespace takes the veth pair with it.
 [[nodiscard]] Result<void> networkFromParent(pid_t child, const NetworkOptions& net);
-
-// Child, after pivot_root, before capabilities are dropped: mounts
-// resolvConf read-only over /etc/resolv.conf. No allocation.
-[[nodiscard]] Result<void> networkInChild(const NetworkOptions& net) noexcept;
 
 } // namespace pukaipu

@@ -29,6 +29,10 @@ struct MountSpec {
 	std::string type;                 // bind, tmpfs, proc, sysfs, devpts, mqueue, cgroup
 	std::string source;
 	std::vector<std::string> options; // as written in the spec
+	// Never read from JSON (a spec stays plain OCI): set with guardBind()
+	// (mounts.h) on a bind whose source a user chose. See MountPlan::guarded.
+	bool guarded = false;
+	std::vector<std::string> forbidden; // canonical host paths, absolute
 };
 
 struct RlimitSpec {

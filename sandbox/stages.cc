@@ -1,6 +1,46 @@
 // The order of a container's start. Read this file top to bottom: each step
 // says why it is where it is. The parent runs as host root; the child starts
 // in fresh user, mount, pid, ipc, uts, net and cgroup namespaces.
+//
+// The whole order, in one list (a test, tests/test_layers.py, checks that
+// the step comments below appear in this order):
+//
+// launcher (launcher/main.cc; for an instance launcher/instance.cc first
+// composes ONE value, Spec + RunOptions):
+//   L1 parse the command line; L2 load the configuration and the instance,
+//   check the user; L3 compose the spec (grants' guarded binds marked on it);
+//   L4 root-only host files (passwd, group, the instance's runtime dir);
+//   L5 the listening socket at fd 3 (a desktop); then prepare() and run().
+// prepare(), parent, before any namespace exists (nothing touched yet):
+//   R1 root checked → R2 mount plan + network (resolv.conf becomes a row)
+//   → R3 AppArmor decided → R4 seccomp compiled → R5 passed fds exist.
+// run(), parent:
+//   P1 no supplementary groups → P2 sync socket at a fixed fd → P3 block the
+//   forwarded signals → single-threaded check → P4 clone3(PIDFD|NEWUSER|NEWNS|
+//   NEWPID|NEWNET|NEWIPC|NEWUTS|NEWCGROUP) → P5 setgroups deny → gid_map →
+//   uid_map → P6 rlimits → P7 network (veth, nftables) → release the child →
+//   P8 wait for exec (or a pty master, or the child's error) → P9 supervise.
+// child:
+//   0 parent-death signal → 1 wait for the id maps → 2 become the user's
+//   uid/gid (caps kept for now) → 3 / rslave → 4 bind the rootfs onto itself
+//   → 5 the mount plan while host paths are reachable (/dev table, guarded
+//   binds, generated files) → 6 masked and read-only paths → 7 root
+//   read-only, nosuid, nodev → 8 pivot_root(".", ".") + detach the old root →
+//   9 loopback, hostname → 10 pty → 11 drop every capability, verify →
+//   12 no_new_privs → 13 fork: this process stays PID 1 (the reaper) →
+//   14 signals, setsid/pty, cwd → 15 AppArmor on exec → 16 close stray fds →
+//   17 seccomp last → 18 execve.
+//   The reaper branch of 13 skips 14-16 and 18: it keeps the launcher's
+//   signal mask (it forwards and reaps), stays in the launcher's cwd (the new
+//   root), is not confined by AppArmor (it execs nothing), and holds only the
+//   fds it inherited; it installs the same seccomp filter (17) as the payload.
+//
+// Why the child becomes the user at step 2 and not after the mounts (as
+// bubblewrap and STYLE.md's first list have it): host root is not mapped,
+// so the switch keeps our namespace capabilities, and every host path the
+// mounts reach (bind sources, grants) is then looked up with the user's own
+// permissions; proc and the masked paths are rows of the plan and steps 5-6,
+// done before pivot_root while the old root is still attached.
 #include "stages.h"
 
 #include <cerrno>
@@ -193,11 +233,12 @@ struct ChildArgs {
 	int rootFd = open(s.rootPath.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
 	CHILD_SYS(rootFd, "open rootfs '%s'", s.rootPath.c_str());
 
-	// 5. Mounts from the spec, in its order, while host paths (bind sources,
-	//    the host's /dev nodes) are still reachable. Destinations resolve
-	//    inside the rootfs only. Guarded binds (a user's mount grants) are
-	//    resolved and checked here, as the user (step 2), and the checked
-	//    fd is what gets mounted: no window between check and mount.
+	// 5. The mount plan, in its order, while host paths (bind sources, the
+	//    host's /dev nodes) are still reachable. Destinations resolve inside
+	//    the rootfs only. Guarded binds (a user's mount grants) are resolved
+	//    and checked here, as the user (step 2), and the checked fd is what
+	//    gets mounted: no window between check and mount. Generated files
+	//    (resolv.conf) come last, over the rootfs's own file.
 	for (const auto& m : a.p->mounts)
 		CHILD_TRY(mountInChild(rootFd, m));
 
@@ -223,11 +264,9 @@ struct ChildArgs {
 	CHILD_SYS(chdir("/"), "chdir /");
 	close(rootFd);
 
-	// 9. Loopback up (egress, if any, is wired by the parent); hostname.
-	//    With egress, the generated resolv.conf goes over /etc/resolv.conf
-	//    (needs CAP_SYS_ADMIN in our userns, which step 11 drops).
+	// 9. Loopback up (egress, if any, is wired by the parent; its
+	//    resolv.conf was a row of step 5); hostname.
 	CHILD_TRY(loopbackUp());
-	CHILD_TRY(networkInChild(a.opts->network));
 	if (!s.hostname.empty())
 		CHILD_SYS(sethostname(s.hostname.c_str(), s.hostname.size()), "sethostname '%s'",
 			  s.hostname.c_str());
@@ -311,55 +350,46 @@ Result<Prepared> prepare(Spec spec, const RunOptions& opts)
 {
 	Prepared p;
 	p.warnings = spec.warnings;
+	// R1. The root: a directory that only root can change.
 	struct stat st;
 	if (stat(spec.rootPath.c_str(), &st) < 0)
 		return failErrno(errno, "root.path '%s'", spec.rootPath.c_str());
 	if (!S_ISDIR(st.st_mode))
 		return fail("root.path '%s': not a directory", spec.rootPath.c_str());
-	if (opts.checkTrustedPaths) {
-		auto r = checkTrustedPath(spec.rootPath);
-		if (!r)
-			return fail("root.path: %s", r.error().message().c_str());
-	}
-	auto plan = planMounts(spec, p.warnings);
-	if (!plan)
-		return tl::unexpected(plan.error());
-	p.mounts = std::move(*plan);
-	for (const auto& dest : opts.guardedDestinations) {
-		size_t found = 0;
-		for (auto& m : p.mounts) {
-			if (m.destination != dest)
-				continue;
-			if (!(m.flags & MS_BIND))
-				return fail("guarded mount '%s': not a bind mount", dest.c_str());
-			m.guarded = true;
-			m.flags &= ~(unsigned long)MS_REC; // never recursive: see MountPlan::guarded
-			m.forbidden = opts.guardedForbidden;
-			found++;
-		}
-		if (found != 1)
-			return fail("guarded mount '%s': %zu bind mounts with that destination, expected 1", dest.c_str(),
-				    found);
-	}
+	if (opts.checkTrustedPaths)
+		TRYV_CTX(checkTrustedPath(spec.rootPath), "root.path");
 
+	// R2. The mount plan: the spec's mounts (guarded binds included, marked
+	//     by guardBind), then the network's generated resolv.conf.
+	TRY(plan, planMounts(spec, p.warnings));
+	p.mounts = std::move(*plan);
+	p.network = opts.network;
+	TRY(resolvConf, prepareNetwork(spec, p.network, p.warnings));
+	if (*resolvConf)
+		p.mounts.push_back(generatedFile("/etc/resolv.conf", std::move(**resolvConf)));
+	if (forwardingWillBeEnabled(p.network))
+		p.notes.push_back("turning on net.ipv4.ip_forward (host-wide, left on at exit)");
+
+	// R3. AppArmor, for the profile the spec names: with policy 'optional' a
+	//     profile that cannot apply is a warning and the payload runs
+	//     unconfined; with 'required' it is an error. (An instance's spec
+	//     names a profile only when composeInstance found that it applies.)
 	std::string aaWarning;
-	auto aa = checkAppArmor(spec.process.apparmorProfile, opts.apparmorPolicy, aaWarning);
-	if (!aa)
-		return tl::unexpected(aa.error());
+	TRY(aa, checkAppArmor(spec.process.apparmorProfile, opts.apparmorPolicy, aaWarning));
 	p.applyAppArmor = *aa;
 	if (!aaWarning.empty())
 		p.warnings.push_back(aaWarning);
 
-	// Compiled here, in the parent: libseccomp allocates freely, and a
-	// broken profile should fail before any namespace exists.
+	// R4. seccomp, compiled here, in the parent: libseccomp allocates
+	//     freely, and a broken profile should fail before any namespace exists.
 	if (spec.seccomp) {
-		auto prog = loadOrCompileSeccomp(*spec.seccomp, opts.seccompCacheDir);
-		if (!prog)
-			return tl::unexpected(prog.error());
+		TRY(prog, loadOrCompileSeccomp(*spec.seccomp, opts.seccompCacheDir));
 		for (const auto& w : prog->warnings)
 			p.warnings.push_back(w);
 		p.seccomp = std::move(*prog);
 	}
+
+	// R5. The fds passed to the payload must exist now.
 	if (opts.preserveFds < 0 || opts.preserveFds > 64)
 		return fail("--preserve-fds %d: expected 0..64", opts.preserveFds);
 	for (int fd = 3; fd < 3 + opts.preserveFds; fd++)
@@ -465,7 +495,7 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 	// P7. Network, while the child still waits: veth pair into its netns,
 	//     addresses, routes, nftables (network.h). Nothing to undo on
 	//     failure: the veth dies with the child's namespace.
-	if (auto r = networkFromParent((pid_t)pid, opts.network); !r)
+	if (auto r = networkFromParent((pid_t)pid, p.network); !r)
 		return abortChild(r.error());
 
 	//     Release the child.

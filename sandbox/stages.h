@@ -1,9 +1,15 @@
-// stages: the ONE place that writes down the order of a container's start.
+// stages: the ONE place that writes down the order of a container's start
+// (the whole list is at the top of stages.cc).
 //
-//   prepare()  parent, unprivileged work first: validate paths, plan mounts,
-//              check AppArmor, compile seccomp — everything that allocates.
-//   run()      parent: clone3 → id maps → rlimits → release the child →
-//              supervise; child: see the numbered list in stages.cc.
+//   prepare()  parent, before any namespace exists: validate the root, plan
+//              the mounts (guarded binds and generated files are rows of the
+//              plan), prepare the network, decide AppArmor, compile seccomp:
+//              everything that allocates or can fail on bad input.
+//   run()      parent: clone3 → id maps → rlimits → network → release the
+//              child → supervise; child: see the numbered list in stages.cc.
+//
+// The launcher hands over ONE value: a Spec plus RunOptions. Nothing else
+// travels between the two, and nothing is decided in both.
 #pragma once
 
 #include <optional>
@@ -30,20 +36,16 @@ struct RunOptions {
 	void (*onStarted)(void* ctx, pid_t containerInit) = nullptr;
 	void* onStartedCtx = nullptr;
 	NetworkOptions network;       // none (loopback only) unless egress; see network.h
-	// Bind mounts (by destination) whose source a user chose: prepare()
-	// marks them guarded (MountPlan::guarded) with guardedForbidden, so the
-	// child resolves and checks the source as the user and mounts the fd it
-	// checked. Kept out of the spec: --print-spec stays a plain OCI spec.
-	std::vector<std::string> guardedDestinations;
-	std::vector<std::string> guardedForbidden; // canonical host paths
 };
 
 struct Prepared {
 	Spec spec;
-	std::vector<MountPlan> mounts;
+	std::vector<MountPlan> mounts;   // the spec's, then generated files (resolv.conf)
+	NetworkOptions network;          // as prepareNetwork completed it
 	std::optional<SeccompProgram> seccomp;
-	bool applyAppArmor = false;
+	bool applyAppArmor = false;      // the spec's profile applies (R3)
 	std::vector<std::string> warnings;
+	std::vector<std::string> notes;  // host-wide changes the start makes (ip_forward)
 };
 
 // Documented exit statuses of pukaipu-run (man pukaipu-run(8), EXIT STATUS).

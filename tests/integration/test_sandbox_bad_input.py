@@ -132,6 +132,9 @@ class BadInput(unittest.TestCase):
         d = self.spec_bundle("badopt", lambda s: None)
         self.expect_error(d, "--apparmor", extra=("--apparmor", "sometimes"))
         self.expect_error(d, "--preserve-fds", extra=("--preserve-fds", "9"))
+        self.expect_error(d, "--preserve-fds", extra=("--preserve-fds", "65"))
+        self.expect_error(d, "--grace", extra=("--grace", "-5"))
+        self.expect_error(d, "--grace", extra=("--grace", "ten"))
 
 
 class AppArmorPolicy(unittest.TestCase):

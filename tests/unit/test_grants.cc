@@ -319,39 +319,53 @@ TEST_CASE("what grants add to a spec")
 TEST_CASE("grant mounts in the plan: bind without rbind, and 'dev' for render nodes")
 {
 	Spec s;
-	s.mounts.push_back({ "/mnt/b", "bind", "/srv/b", { "bind", "rw", "nosuid", "nodev" } });
-	s.mounts.push_back({ "/dev/dri/renderD128", "bind", "/dev/dri/renderD128", { "bind", "rw", "nosuid", "noexec", "dev" } });
+	s.mounts.push_back({ "/mnt/b", "bind", "/srv/b", { "bind", "rw", "nosuid", "nodev" }, false, {} });
+	s.mounts.push_back({ "/dev/dri/renderD128", "bind", "/dev/dri/renderD128",
+			     { "bind", "rw", "nosuid", "noexec", "dev" }, false, {} });
 	std::vector<std::string> w;
 	auto plan = planMounts(s, w);
 	REQUIRE(plan);
 	CHECK((*plan)[0].flags == (MS_BIND | MS_NOSUID | MS_NODEV));
 	CHECK((*plan)[1].flags == (MS_BIND | MS_NOSUID | MS_NOEXEC));
-	CHECK_FALSE((*plan)[0].guarded); // prepare() marks it, from RunOptions
+	CHECK_FALSE((*plan)[0].guarded); // only guardBind() marks it
 }
 
-TEST_CASE("prepare() marks guarded binds from RunOptions, never recursive; the spec stays as it was")
+TEST_CASE("guardBind marks one bind mount of the spec; prepare() plans it guarded, never recursive")
 {
 	Spec s;
 	s.rootPath = "/";
-	s.mounts.push_back({ "/mnt/b", "bind", "/srv/b", { "rbind", "rw" } });
-	s.mounts.push_back({ "/data/home", "bind", "/home/john", { "rbind", "rw" } });
+	s.mounts.push_back({ "/mnt/b", "bind", "/srv/b", { "rbind", "rw" }, false, {} });
+	s.mounts.push_back({ "/data/home", "bind", "/home/john", { "rbind", "rw" }, false, {} });
+	s.mounts.push_back({ "/tmp", "tmpfs", "tmpfs", {}, false, {} });
+	const std::vector<std::string> forbidden { "/", "/etc" };
+	REQUIRE(guardBind(s, "/mnt/b", forbidden));
 	RunOptions o;
 	o.checkTrustedPaths = false;
-	o.guardedDestinations = { "/mnt/b" };
-	o.guardedForbidden = { "/", "/etc" };
 	auto p = prepare(s, o);
 	REQUIRE_MESSAGE(p, (p ? "" : p.error().message()));
 	CHECK(p->mounts[0].guarded);
 	CHECK(p->mounts[0].flags == (MS_BIND | MS_NOSUID | MS_NODEV)); // MS_REC dropped
-	CHECK(p->mounts[0].forbidden == o.guardedForbidden);
+	CHECK(p->mounts[0].forbidden == forbidden);
 	CHECK_FALSE(p->mounts[1].guarded);
 	CHECK((p->mounts[1].flags & MS_REC));
 	CHECK(p->spec.mounts[0].options == std::vector<std::string> { "rbind", "rw" });
 
-	o.guardedDestinations = { "/mnt/missing" };
-	auto bad = prepare(s, o);
+	auto bad = guardBind(s, "/mnt/missing", forbidden);
 	REQUIRE_FALSE(bad);
 	CHECK(bad.error().message() == "guarded mount '/mnt/missing': 0 bind mounts with that destination, expected 1");
+	bad = guardBind(s, "/tmp", forbidden);
+	REQUIRE_FALSE(bad);
+	CHECK(bad.error().message() == "guarded mount '/tmp': not a bind mount");
+}
+
+TEST_CASE("generated files are rows of the plan: read-only, no device, no exec")
+{
+	MountPlan f = generatedFile("/etc/resolv.conf", "nameserver 192.0.2.53\n");
+	CHECK(f.type == "file");
+	CHECK(f.destination == "/etc/resolv.conf");
+	CHECK(f.content == "nameserver 192.0.2.53\n");
+	CHECK(f.flags == (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC));
+	CHECK_FALSE(f.guarded);
 }
 
 TEST_CASE("the guarded source check: where it really leads, what it is, who may read it")
