@@ -38,6 +38,13 @@ using Result = tl::expected<T, Error>;
 [[nodiscard]] Error makeError(int err, const char* fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+// An Error someone else made, returned as it is (the conditional case TRY
+// cannot express: "ENOENT is fine, anything else is an error").
+[[nodiscard]] inline tl::unexpected<Error> failWith(const Error& e)
+{
+	return tl::unexpected<Error>(e);
+}
+
 // Shorthands for `return fail(...)` and `return failErrno(...)`.
 [[nodiscard]] tl::unexpected<Error> fail(const char* fmt, ...)
 	__attribute__((format(printf, 1, 2)));

@@ -61,6 +61,8 @@ Result<void> fillTemp(UniqueFd fd, std::string_view data, mode_t mode, FileOwner
 		return r;
 	if (::fsync(fd.get()) < 0)
 		return failErrno(errno, "fsync '%s'", what);
+	// The one raw close() in pukaipu: a write's last error may only show
+	// here, and UniqueFd ignores close errors (other than EBADF).
 	int raw = fd.release();
 	if (::close(raw) < 0 && errno != EINTR)
 		return failErrno(errno, "close '%s'", what);
@@ -92,9 +94,7 @@ Result<void> writeFileAtomicAt(int dirFd, const std::string& name, std::string_v
 			if (!plainName(tmp))
 				return fail("write '%s': bad temp name '%s'", name.c_str(), tempName);
 		} else {
-			auto t = randomTempName(name);
-			if (!t)
-				return tl::unexpected(t.error());
+			TRY(t, randomTempName(name));
 			tmp = std::move(*t);
 		}
 		fd = UniqueFd(::openat(dirFd, tmp.c_str(), flags, createMode));

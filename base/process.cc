@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/unique_fd.h"
+
 namespace pukaipu {
 
 Result<void> becomeUser(uid_t uid, gid_t gid)
@@ -49,18 +51,16 @@ Result<ProgramResult> runProgram(const std::vector<std::string>& argv, bool capt
 	int pipefd[2];
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		return failErrno(errno, "run %s: pipe", argv[0].c_str());
+	UniqueFd readEnd(pipefd[0]), writeEnd(pipefd[1]);
 	posix_spawn_file_actions_t fa;
-	if (int rc = posix_spawn_file_actions_init(&fa); rc != 0) {
-		close(pipefd[0]);
-		close(pipefd[1]);
+	if (int rc = posix_spawn_file_actions_init(&fa); rc != 0)
 		return failErrno(rc, "run %s", argv[0].c_str());
-	}
 	int rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	if (rc == 0)
-		rc = captureStdout ? posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1)
+		rc = captureStdout ? posix_spawn_file_actions_adddup2(&fa, writeEnd.get(), 1)
 				   : posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
 	if (rc == 0)
-		rc = posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+		rc = posix_spawn_file_actions_adddup2(&fa, writeEnd.get(), 2);
 	std::vector<char*> args;
 	for (const auto& a : argv)
 		args.push_back(const_cast<char*>(a.c_str()));
@@ -71,18 +71,16 @@ Result<ProgramResult> runProgram(const std::vector<std::string>& argv, bool capt
 	if (rc == 0)
 		rc = posix_spawn(&pid, prog.c_str(), &fa, nullptr, args.data(), env);
 	posix_spawn_file_actions_destroy(&fa);
-	close(pipefd[1]);
-	if (rc != 0) {
-		close(pipefd[0]);
+	writeEnd.reset(); // only the child writes: EOF once it is gone
+	if (rc != 0)
 		return failErrno(rc, "run %s", prog.c_str());
-	}
 	ProgramResult out;
 	char buf[512];
 	ssize_t n;
-	while ((n = read(pipefd[0], buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
+	while ((n = read(readEnd.get(), buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
 		if (n > 0 && out.output.size() < 4096)
 			out.output.append(buf, (size_t)n);
-	close(pipefd[0]);
+	readEnd.reset();
 	int status = 0;
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)

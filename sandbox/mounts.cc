@@ -96,18 +96,18 @@ Result<UniqueFd> ensureDest(int rootFd, const char* dest, bool dir) noexcept
 		auto here = openInRoot(rootFd, buf, O_PATH);
 		if (!here) {
 			if (here.error().errno_ != ENOENT)
-				return tl::unexpected(here.error());
+				return failWith(here.error());
 			char* slash = strrchr(buf, '/');
 			*slash = '\0';
 			auto parent = openInRoot(rootFd, slash == buf ? "/" : buf, O_PATH | O_DIRECTORY);
 			*slash = '/';
 			if (!parent)
-				return tl::unexpected(parent.error());
+				return failWith(parent.error());
 			int r;
 			if (leaf && !dir) {
-				r = openat(parent->get(), slash + 1, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644);
-				if (r >= 0)
-					close(r);
+				UniqueFd created(
+					openat(parent->get(), slash + 1, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0644));
+				r = created ? 0 : -1;
 			} else {
 				r = mkdirat(parent->get(), slash + 1, 0755);
 			}
@@ -121,20 +121,14 @@ Result<UniqueFd> ensureDest(int rootFd, const char* dest, bool dir) noexcept
 
 Result<void> populateDev(int rootFd, const char* devPath) noexcept
 {
-	auto dev = openInRoot(rootFd, devPath, O_PATH | O_DIRECTORY);
-	if (!dev)
-		return tl::unexpected(dev.error());
+	TRY(dev, openInRoot(rootFd, devPath, O_PATH | O_DIRECTORY));
 	for (const char* name : kDevNodes) {
 		char host[64], inside[PATH_MAX];
 		std::snprintf(host, sizeof(host), "/dev/%s", name);
 		std::snprintf(inside, sizeof(inside), "%s/%s", devPath, name);
-		int f = openat(dev->get(), name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0666);
-		if (f < 0)
+		if (!UniqueFd(openat(dev->get(), name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0666)))
 			return failErrno(errno, "create '%s'", inside);
-		close(f);
-		auto target = openInRoot(rootFd, inside, O_PATH);
-		if (!target)
-			return tl::unexpected(target.error());
+		TRY(target, openInRoot(rootFd, inside, O_PATH));
 		if (mount(host, FdPath(target->get()).c_str(), nullptr, MS_BIND, nullptr) < 0)
 			return failErrno(errno, "mount '%s' on '%s'", host, inside);
 	}
@@ -364,15 +358,11 @@ Result<void> mountGeneratedFile(int rootFd, const MountPlan& m) noexcept
 	char dir[PATH_MAX];
 	if (!slash || slash[1] == '\0' || std::snprintf(dir, sizeof(dir), "%.*s", (int)(slash - dest), dest) >= (int)sizeof(dir))
 		return fail("generated file '%s': not an absolute file path", dest);
-	auto target = openInRoot(rootFd, dest, O_PATH);
-	if (!target)
-		return tl::unexpected(target.error());
+	TRY(target, openInRoot(rootFd, dest, O_PATH));
 	struct stat st;
 	if (fstat(target->get(), &st) < 0 || !S_ISREG(st.st_mode))
 		return failErrno(EINVAL, "generated file '%s': the rootfs has no regular file there", dest);
-	auto under = openInRoot(rootFd, dir[0] ? dir : "/", O_PATH | O_DIRECTORY);
-	if (!under)
-		return tl::unexpected(under.error());
+	TRY(under, openInRoot(rootFd, dir[0] ? dir : "/", O_PATH | O_DIRECTORY));
 	if (mount("tmpfs", FdPath(under->get()).c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
 		  "size=16k,nr_inodes=4,mode=0755") < 0)
 		return failErrno(errno, "generated file '%s': tmpfs", dest);
@@ -396,9 +386,7 @@ Result<void> mountGeneratedFile(int rootFd, const MountPlan& m) noexcept
 	}
 	if (!ok)
 		return failErrno(err, "generated file '%s': write it", dest);
-	auto top = openInRoot(rootFd, dest, O_PATH);
-	if (!top)
-		return tl::unexpected(top.error());
+	TRY(top, openInRoot(rootFd, dest, O_PATH));
 	return remountWith(top->get(), m.flags, dest);
 }
 
@@ -412,9 +400,7 @@ Result<void> mountInChild(int rootFd, const MountPlan& m) noexcept
 	if (m.flags & MS_BIND) {
 		UniqueFd srcFd;
 		if (m.guarded) {
-			auto g = openGuardedSource(m.source.c_str(), m.forbidden);
-			if (!g)
-				return tl::unexpected(g.error());
+			TRY(g, openGuardedSource(m.source.c_str(), m.forbidden));
 			srcFd = std::move(*g);
 		} else {
 			srcFd = UniqueFd(open(m.source.c_str(), O_PATH | O_CLOEXEC));
@@ -425,9 +411,7 @@ Result<void> mountInChild(int rootFd, const MountPlan& m) noexcept
 		struct stat st;
 		if (fstat(src, &st) < 0)
 			return failErrno(errno, "stat '%s'", m.source.c_str());
-		auto target = ensureDest(rootFd, dest, S_ISDIR(st.st_mode));
-		if (!target)
-			return tl::unexpected(target.error());
+		TRY(target, ensureDest(rootFd, dest, S_ISDIR(st.st_mode)));
 		// The fd, never the path: for a guarded bind it is what was checked.
 		if (mount(FdPath(src).c_str(), FdPath(target->get()).c_str(), nullptr, m.flags & (MS_BIND | MS_REC),
 			  nullptr) < 0) {
@@ -442,9 +426,7 @@ Result<void> mountInChild(int rootFd, const MountPlan& m) noexcept
 		// A bind mount takes its flags only from a remount, which must keep
 		// the flags the kernel locked on the source. Reopen the destination:
 		// the old fd still names the directory *under* the new mount.
-		auto top = openInRoot(rootFd, dest, O_PATH);
-		if (!top)
-			return tl::unexpected(top.error());
+		TRY(top, openInRoot(rootFd, dest, O_PATH));
 		unsigned long f = MS_BIND | MS_REMOUNT | (m.flags & ~(MS_BIND | MS_REC)) | lockedFlags(src);
 		if (mount(nullptr, FdPath(top->get()).c_str(), nullptr, f, nullptr) < 0)
 			return failErrno(errno, "remount '%s' with its options", dest);
@@ -454,16 +436,12 @@ Result<void> mountInChild(int rootFd, const MountPlan& m) noexcept
 		return {};
 	}
 
-	auto target = ensureDest(rootFd, dest, true);
-	if (!target)
-		return tl::unexpected(target.error());
+	TRY(target, ensureDest(rootFd, dest, true));
 	if (mount(m.source.c_str(), FdPath(target->get()).c_str(), m.type.c_str(), m.flags,
 		  m.data.empty() ? nullptr : m.data.c_str()) < 0)
 		return failErrno(errno, "mount %s on '%s'", m.type.c_str(), dest);
 	if (m.propagation) {
-		auto top = openInRoot(rootFd, dest, O_PATH);
-		if (!top)
-			return tl::unexpected(top.error());
+		TRY(top, openInRoot(rootFd, dest, O_PATH));
 		if (mount(nullptr, FdPath(top->get()).c_str(), nullptr, m.propagation, nullptr) < 0)
 			return failErrno(errno, "set propagation of '%s'", dest);
 	}
@@ -476,7 +454,7 @@ Result<void> maskPathInChild(int rootFd, const std::string& path) noexcept
 {
 	auto fd = openInRoot(rootFd, path.c_str(), O_PATH);
 	if (!fd)
-		return fd.error().errno_ == ENOENT ? Result<void>() : tl::unexpected(fd.error());
+		return fd.error().errno_ == ENOENT ? Result<void>() : failWith(fd.error());
 	struct stat st;
 	if (fstat(fd->get(), &st) < 0)
 		return failErrno(errno, "stat '%s'", path.c_str());
@@ -495,13 +473,11 @@ Result<void> readonlyPathInChild(int rootFd, const std::string& path) noexcept
 {
 	auto fd = openInRoot(rootFd, path.c_str(), O_PATH);
 	if (!fd)
-		return fd.error().errno_ == ENOENT ? Result<void>() : tl::unexpected(fd.error());
+		return fd.error().errno_ == ENOENT ? Result<void>() : failWith(fd.error());
 	FdPath p(fd->get());
 	if (mount(p.c_str(), p.c_str(), nullptr, MS_BIND | MS_REC, nullptr) < 0)
 		return failErrno(errno, "bind '%s' for read-only", path.c_str());
-	auto top = openInRoot(rootFd, path.c_str(), O_PATH);
-	if (!top)
-		return tl::unexpected(top.error());
+	TRY(top, openInRoot(rootFd, path.c_str(), O_PATH));
 	return remountReadonly(top->get(), path.c_str());
 }
 

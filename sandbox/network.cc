@@ -92,8 +92,7 @@ NlAddr ipv4Addr(uint32_t addr, int prefix)
 Result<int> ifindexOf(nl_sock* sk, const std::string& name)
 {
 	rtnl_link* raw = nullptr;
-	if (auto r = nlCheck(rtnl_link_get_kernel(sk, 0, name.c_str(), &raw), "find link", name); !r)
-		return tl::unexpected(r.error());
+	TRYV(nlCheck(rtnl_link_get_kernel(sk, 0, name.c_str(), &raw), "find link", name));
 	NlLink l(raw);
 	return rtnl_link_get_ifindex(l.get());
 }
@@ -119,8 +118,7 @@ Result<void> writeSysctl(const char* path, const char* value)
 Result<void> configureLink(nl_sock* sk, const std::string& name, uint32_t addr)
 {
 	rtnl_link* raw = nullptr;
-	if (auto r = nlCheck(rtnl_link_get_kernel(sk, 0, name.c_str(), &raw), "find link", name); !r)
-		return r;
+	TRYV(nlCheck(rtnl_link_get_kernel(sk, 0, name.c_str(), &raw), "find link", name));
 	NlLink orig(raw);
 	std::string v6 = "/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6";
 	if (auto r = writeSysctl(v6.c_str(), "1"); !r && r.error().errno_ != ENOENT) // ENOENT: no IPv6 at all
@@ -207,9 +205,7 @@ Result<const NftApi*> nftApi()
 // Runs one nftables script as one transaction in the current netns.
 Result<void> applyNft(const std::string& script, const char* where)
 {
-	auto api = nftApi();
-	if (!api)
-		return tl::unexpected(api.error());
+	TRY(api, nftApi());
 	const NftApi& n = **api;
 	std::unique_ptr<nft_ctx, decltype(n.ctxFree)> ctx(n.ctxNew(NFT_CTX_DEFAULT), n.ctxFree);
 	if (!ctx)
@@ -294,8 +290,7 @@ Result<uint32_t> createVeth(nl_sock* sk, Ipv4Net pool, int childNs, std::vector<
 			from = *slot + 1;
 			continue;
 		}
-		if (auto r = nlCheck(e, "create veth", name); !r)
-			return tl::unexpected(r.error());
+		TRYV(nlCheck(e, "create veth", name));
 		return *slot;
 	}
 	return failErrno(EADDRINUSE, "network: no free slot in the pool %s after 64 tries",
@@ -428,12 +423,8 @@ Result<void> networkFromParent(pid_t child, const NetworkOptions& net)
 		return failErrno(errno, "network: open '%s'", net.lockPath.c_str());
 	if (flock(lock.get(), LOCK_EX) < 0)
 		return failErrno(errno, "network: lock '%s'", net.lockPath.c_str());
-	auto sk = routeSocket();
-	if (!sk)
-		return tl::unexpected(sk.error());
-	auto used = usedSlots(sk->get(), net.pool);
-	if (!used)
-		return tl::unexpected(used.error());
+	TRY(sk, routeSocket());
+	TRY(used, usedSlots(sk->get(), net.pool));
 
 	// 2. The host table: generic, the same for every container.
 	if (auto r = applyNft(hostRules(net.pool), "host table"); !r)
@@ -444,9 +435,7 @@ Result<void> networkFromParent(pid_t child, const NetworkOptions& net)
 
 	// 4. A slot and the veth pair; the host end gets its address (which the
 	//    next start's pool check sees) and goes up.
-	auto slot = createVeth(sk->get(), net.pool, childNs.get(), std::move(*used));
-	if (!slot)
-		return tl::unexpected(slot.error());
+	TRY(slot, createVeth(sk->get(), net.pool, childNs.get(), std::move(*used)));
 	const SlotAddresses addrs = slotAddresses(net.pool, *slot);
 	if (auto r = configureLink(sk->get(), slotIfname(*slot), addrs.host); !r)
 		return r;
@@ -457,14 +446,10 @@ Result<void> networkFromParent(pid_t child, const NetworkOptions& net)
 	return inNetns(childNs.get(), hostNs.get(), [&]() -> Result<void> {
 		if (auto r = applyNft(containerRules(net), "container table"); !r)
 			return r;
-		auto in = routeSocket();
-		if (!in)
-			return tl::unexpected(in.error());
+		TRY(in, routeSocket());
 		if (auto r = configureLink(in->get(), kContainerIf, addrs.container); !r)
 			return r;
-		auto idx = ifindexOf(in->get(), kContainerIf);
-		if (!idx)
-			return tl::unexpected(idx.error());
+		TRY(idx, ifindexOf(in->get(), kContainerIf));
 		return addDefaultRoute(in->get(), *idx, addrs.host);
 	});
 }

@@ -90,9 +90,7 @@ Result<uint32_t> parseIpv4(std::string_view s)
 Result<Ipv4Net> parseIpv4Net(std::string_view s)
 {
 	auto slash = s.find('/');
-	auto addr = parseIpv4(s.substr(0, slash));
-	if (!addr)
-		return tl::unexpected(addr.error());
+	TRY(addr, parseIpv4(s.substr(0, slash)));
 	Ipv4Net n { *addr, 32 };
 	if (slash != std::string_view::npos) {
 		std::string_view p = s.substr(slash + 1);

@@ -260,9 +260,7 @@ Result<SeccompProgram> loadOrCompileSeccomp(const SeccompProfile& p, const std::
 	std::snprintf(name, sizeof(name), "%016llx.bpf", (unsigned long long)fnv1a({ material }));
 	std::string why;
 	if (auto hit = readEntry(dir.get(), name, material, &why)) {
-		auto flags = filterFlags(p);
-		if (!flags)
-			return tl::unexpected(flags.error());
+		TRY(flags, filterFlags(p));
 		SeccompProgram prog;
 		prog.bpf = std::move(hit->bpf);
 		prog.flags = *flags;

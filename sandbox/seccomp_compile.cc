@@ -224,9 +224,7 @@ Result<SeccompProgram> compileSeccomp(const SeccompProfile& p)
 	uint32_t defaultAction;
 	if (const char* why = actionValue(p.defaultAction, p.defaultErrnoRet, &defaultAction))
 		return fail("seccomp: defaultAction: %s", why);
-	auto flags = filterFlags(p);
-	if (!flags)
-		return tl::unexpected(flags.error());
+	TRY(flags, filterFlags(p));
 	prog.flags = *flags;
 	std::vector<uint32_t> arches;
 	for (const std::string& a : p.architectures) {
@@ -236,12 +234,8 @@ Result<SeccompProgram> compileSeccomp(const SeccompProfile& p)
 		arches.push_back(n->value);
 	}
 	prog.warnings = unknownSyscallWarnings(p);
-	auto plan = planRules(p, defaultAction);
-	if (!plan)
-		return tl::unexpected(plan.error());
-	auto main = buildFilter(defaultAction, arches, plan->main);
-	if (!main)
-		return tl::unexpected(main.error());
+	TRY(plan, planRules(p, defaultAction));
+	TRY(main, buildFilter(defaultAction, arches, plan->main));
 	if (plan->exceptions.empty()) {
 		prog.bpf = std::move(*main);
 	} else {
@@ -255,12 +249,8 @@ Result<SeccompProgram> compileSeccomp(const SeccompProfile& p)
 			if (clash)
 				sentinel--;
 		}
-		auto first = buildFilter(sentinel, arches, plan->exceptions);
-		if (!first)
-			return tl::unexpected(first.error());
-		auto chained = chainFilters(std::move(*first), sentinel, *main);
-		if (!chained)
-			return tl::unexpected(chained.error());
+		TRY(first, buildFilter(sentinel, arches, plan->exceptions));
+		TRY(chained, chainFilters(std::move(*first), sentinel, *main));
 		prog.bpf = std::move(*chained);
 	}
 	if (prog.bpf.size() > BPF_MAXINSNS)
@@ -275,7 +265,7 @@ Result<void> installSeccomp(const SeccompProgram& prog) noexcept
 {
 	// Runs in the child after clone3: no allocation, only makeError.
 	if (prog.bpf.empty() || prog.bpf.size() > BPF_MAXINSNS)
-		return tl::unexpected(makeError(EINVAL, "seccomp: load filter of %zu instructions", prog.bpf.size()));
+		return failErrno(EINVAL, "seccomp: load filter of %zu instructions", prog.bpf.size());
 	sock_fprog fprog {};
 	fprog.len = static_cast<unsigned short>(prog.bpf.size());
 	fprog.filter = const_cast<sock_filter*>(prog.bpf.data());
@@ -283,8 +273,8 @@ Result<void> installSeccomp(const SeccompProgram& prog) noexcept
 	if (rc == 0)
 		return {};
 	if (rc > 0) // TSYNC: the id of a thread that could not be synchronized
-		return tl::unexpected(makeError(0, "seccomp: load filter: thread %ld could not be synchronized", rc));
-	return tl::unexpected(makeError(errno, "seccomp: load filter"));
+		return fail("seccomp: load filter: thread %ld could not be synchronized", rc);
+	return failErrno(errno, "seccomp: load filter");
 }
 
 } // namespace pukaipu

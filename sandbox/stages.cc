@@ -230,7 +230,8 @@ struct ChildArgs {
 	// 4. The rootfs must be a mount point for pivot_root: bind it onto itself.
 	CHILD_SYS(mount(s.rootPath.c_str(), s.rootPath.c_str(), nullptr, MS_BIND | MS_REC, nullptr),
 		  "bind rootfs '%s'", s.rootPath.c_str());
-	int rootFd = open(s.rootPath.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+	UniqueFd rootFdOwner(open(s.rootPath.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+	const int rootFd = rootFdOwner.get();
 	CHILD_SYS(rootFd, "open rootfs '%s'", s.rootPath.c_str());
 
 	// 5. The mount plan, in its order, while host paths (bind sources, the
@@ -262,7 +263,7 @@ struct ChildArgs {
 	CHILD_SYS(syscall(SYS_pivot_root, ".", "."), "pivot_root");
 	CHILD_SYS(umount2(".", MNT_DETACH), "detach the old root");
 	CHILD_SYS(chdir("/"), "chdir /");
-	close(rootFd);
+	rootFdOwner.reset();
 
 	// 9. Loopback up (egress, if any, is wired by the parent; its
 	//    resolv.conf was a row of step 5); hostname.
@@ -296,7 +297,7 @@ struct ChildArgs {
 	pid_t payload = fork();
 	CHILD_SYS(payload, "fork the payload");
 	if (payload > 0) {
-		close(sync);
+		UniqueFd(sync).reset(); // the reaper reports nothing: its end of the sync socket goes now
 		ptySlave.reset();
 		// The reaper gets the same filter: it never needs more than the payload.
 		if (a.p->seccomp && !installSeccomp(*a.p->seccomp))
@@ -422,9 +423,10 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return setupError(makeError(errno, "socketpair"));
 	UniqueFd parentSock(sv[0]);
+	UniqueFd childSockLow(sv[1]);
 	UniqueFd childSock(fcntl(sv[1], F_DUPFD_CLOEXEC, kSyncFd));
 	const int dupErr = errno;
-	close(sv[1]);
+	childSockLow.reset();
 	if (!childSock) // EINVAL: RLIMIT_NOFILE is at most kSyncFd
 		return setupError(makeError(dupErr, "sync socket: move to fd %d", kSyncFd));
 	if (childSock.get() != kSyncFd)

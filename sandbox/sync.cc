@@ -52,10 +52,9 @@ Result<bool> recvMsg(int sock, SyncMsg& msg, UniqueFd* fd) noexcept
 		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
 			int got;
 			std::memcpy(&got, CMSG_DATA(c), sizeof(int));
+			UniqueFd received(got);
 			if (fd)
-				fd->reset(got);
-			else
-				close(got);
+				*fd = std::move(received); // else closed here: nobody asked for it
 		}
 	}
 	if (n != (ssize_t)sizeof(msg) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
