@@ -1,0 +1,269 @@
+"""The manifest of rootfs-builder: parsing and validation (rootfs-builder(8)).
+
+Every field is checked against one table per object, and every error names
+its field: `repositories[1].key.fingerprints[0]: expected 40 hex digits`.
+"""
+import hashlib
+import json
+import os
+import re
+import stat
+
+HERE = os.path.dirname(os.path.realpath(__file__))
+MANIFEST_DIR = os.path.join(HERE, "manifests")
+# Bump when the builder changes what a manifest produces: forces a rebuild.
+BUILD_FORMAT = "pukaipu-rootfs-1"
+
+
+class ManifestError(Exception):
+    """Invalid manifest: the message names the field."""
+
+
+
+# --------------------------------------------------------------------------
+# Manifest validation. One table per object: field -> (checker, required).
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+SUITE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
+PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
+FPR_RE = re.compile(r"^[0-9A-F]{40}$")
+APTOPT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:_.-]*$")
+VARIANTS = ("extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important", "standard")
+
+
+def _type_name(v):
+    return {str: "a string", int: "a number", float: "a number", bool: "true/false", list: "a list",
+            dict: "an object", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def want_str(path, v, pattern=None, what=None):
+    if not isinstance(v, str):
+        raise ManifestError(f"{path}: expected a string, got {_type_name(v)}")
+    if not v:
+        raise ManifestError(f"{path}: must not be empty")
+    if pattern and not pattern.match(v):
+        raise ManifestError(f"{path}: '{v}' is not {what}")
+    return v
+
+
+def want_list(path, v, item, nonempty=False):
+    if not isinstance(v, list):
+        raise ManifestError(f"{path}: expected a list, got {_type_name(v)}")
+    if nonempty and not v:
+        raise ManifestError(f"{path}: must not be empty")
+    return [item(f"{path}[{i}]", x) for i, x in enumerate(v)]
+
+
+def want_url(path, v):
+    want_str(path, v)
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", v):
+        raise ManifestError(f"{path}: '{v}' is not an http:// or https:// URL")
+    return v
+
+
+def want_abs_path(path, v):
+    want_str(path, v)
+    if not v.startswith("/") or v == "/" or "//" in v or v.endswith("/"):
+        raise ManifestError(f"{path}: '{v}' is not an absolute path below /")
+    if any(p in ("..", ".") for p in v.split("/")):
+        raise ManifestError(f"{path}: '{v}' contains '.' or '..'")
+    return v
+
+
+def want_mode(path, v, allow_sticky=False):
+    want_str(path, v)
+    if not re.match(r"^0?[0-7]{3,4}$", v):
+        raise ManifestError(f"{path}: '{v}' is not an octal mode like \"0644\"")
+    m = int(v, 8)
+    if m & (stat.S_ISUID | stat.S_ISGID):
+        raise ManifestError(f"{path}: '{v}': setuid/setgid modes are not allowed")
+    if m & stat.S_ISVTX and not allow_sticky:
+        raise ManifestError(f"{path}: '{v}': the sticky bit is only for directories")
+    if m & (stat.S_IWGRP | stat.S_IWOTH) and not m & stat.S_ISVTX:
+        raise ManifestError(f"{path}: '{v}': group/other-writable is not allowed")
+    return m
+
+
+def want_comment(path, v):
+    if isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+        return v
+    raise ManifestError(f"{path}: expected a string or a list of strings, got {_type_name(v)}")
+
+
+def check_object(path, obj, fields):
+    if not isinstance(obj, dict):
+        raise ManifestError(f"{path or 'manifest'}: expected an object, got {_type_name(obj)}")
+    out = {}
+    for k in obj:
+        if k not in fields:
+            raise ManifestError(f"{path}.{k}: unknown field (known: {', '.join(sorted(fields))})"
+                                if path else f"{k}: unknown field (known: {', '.join(sorted(fields))})")
+    for k, (check, required) in fields.items():
+        p = f"{path}.{k}" if path else k
+        if k not in obj:
+            if required:
+                raise ManifestError(f"{p}: missing")
+            continue
+        out[k] = check(p, obj[k])
+    return out
+
+
+def check_key(path, v):
+    key = check_object(path, v, {
+        "comment": (want_comment, False),
+        "url": (want_url, False),
+        "file": (lambda p, x: want_str(p, x), False),
+        "fingerprints": (lambda p, x: want_list(p, x, lambda q, y: want_str(q, y, FPR_RE,
+                         "a 40-digit upper-case hex OpenPGP fingerprint"), nonempty=True), True),
+    })
+    if ("url" in key) == ("file" in key):
+        raise ManifestError(f"{path}: give exactly one of 'url' and 'file'")
+    return key
+
+
+def check_repository(path, v):
+    return check_object(path, v, {
+        "comment": (want_comment, False),
+        "uri": (want_url, True),
+        "suite": (lambda p, x: want_str(p, x, SUITE_RE, "a suite name"), True),
+        "components": (lambda p, x: want_list(p, x, lambda q, y: want_str(q, y, COMPONENT_RE, "a component"),
+                                               nonempty=True), True),
+        "architectures": (lambda p, x: want_list(p, x, lambda q, y: want_str(q, y, NAME_RE, "an architecture"),
+                                                  nonempty=True), False),
+        "key": (check_key, True),
+    })
+
+
+def check_file(path, v):
+    f = check_object(path, v, {
+        "comment": (want_comment, False),
+        "source": (lambda p, x: want_str(p, x), True),
+        "destination": (want_abs_path, True),
+        "mode": (lambda p, x: want_mode(p, x), True),
+    })
+    if f["source"].startswith("/") or ".." in f["source"].split("/"):
+        raise ManifestError(f"{path}.source: '{f['source']}' must be relative to files_root, without '..'")
+    return f
+
+
+def check_directory(path, v):
+    return check_object(path, v, {
+        "comment": (want_comment, False),
+        "path": (want_abs_path, True),
+        "mode": (lambda p, x: want_mode(p, x, allow_sticky=True), True),
+    })
+
+
+def check_apt_options(path, v):
+    if not isinstance(v, dict):
+        raise ManifestError(f"{path}: expected an object, got {_type_name(v)}")
+    for k, x in v.items():
+        if not APTOPT_RE.match(k):
+            raise ManifestError(f"{path}.{k}: not an apt option name")
+        if not isinstance(x, str) or '"' in x or "\n" in x:
+            raise ManifestError(f"{path}.{k}: expected a string without quotes or newlines")
+    return v
+
+
+def check_dpkg_option(path, v):
+    want_str(path, v)
+    if not re.match(r"^(path-exclude|path-include)=/\S+$", v):
+        raise ManifestError(f"{path}: '{v}': only path-exclude=/GLOB and path-include=/GLOB are supported")
+    return v
+
+
+TOP_FIELDS = {
+    "comment": (want_comment, False),
+    "name": (lambda p, x: want_str(p, x, NAME_RE, "a name ([a-z0-9][a-z0-9._-]*)"), False),
+    "suite": (lambda p, x: want_str(p, x, SUITE_RE, "a suite name"), True),
+    "mirror": (want_url, True),
+    "components": (lambda p, x: want_list(p, x, lambda q, y: want_str(q, y, COMPONENT_RE, "a component"),
+                                           nonempty=True), False),
+    "variant": (lambda p, x: x if x in VARIANTS else (_ for _ in ()).throw(
+        ManifestError(f"{p}: expected one of {', '.join(VARIANTS)}")), False),
+    "architecture": (lambda p, x: want_str(p, x, NAME_RE, "an architecture"), False),
+    "apt_options": (check_apt_options, False),
+    "dpkg_options": (lambda p, x: want_list(p, x, check_dpkg_option), False),
+    "repositories": (lambda p, x: want_list(p, x, check_repository), False),
+    "packages": (lambda p, x: want_list(p, x, lambda q, y: want_str(q, y, PACKAGE_RE, "a Debian package name"),
+                                         nonempty=True), True),
+    "files_root": (lambda p, x: want_str(p, x), False),
+    "files": (lambda p, x: want_list(p, x, check_file), False),
+    "directories": (lambda p, x: want_list(p, x, check_directory), False),
+    "strip_setuid": (lambda p, x: x if isinstance(x, bool) else (_ for _ in ()).throw(
+        ManifestError(f"{p}: expected true/false, got {_type_name(x)}")), False),
+}
+
+
+class Manifest:
+    def __init__(self, path):
+        self.path = os.path.abspath(path)
+        try:
+            with open(self.path, "rb") as f:
+                raw = f.read()
+        except OSError as e:
+            raise ManifestError(f"cannot read: {e.strerror}")
+        try:
+            doc = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ManifestError(f"not valid JSON: {e}")
+        self.doc = doc
+        m = check_object("", doc, TOP_FIELDS)
+        self.name = m.get("name") or re.sub(r"\.json$", "", os.path.basename(self.path))
+        if not NAME_RE.match(self.name):
+            raise ManifestError(f"name: '{self.name}' (from the file name) is not a valid name; set 'name'")
+        self.suite = m["suite"]
+        self.mirror = m["mirror"]
+        self.components = m.get("components", ["main"])
+        self.variant = m.get("variant", "minbase")
+        self.architecture = m.get("architecture", "amd64")
+        self.apt_options = m.get("apt_options", {})
+        self.dpkg_options = m.get("dpkg_options", [])
+        self.repositories = m.get("repositories", [])
+        self.packages = m["packages"]
+        self.strip_setuid = m.get("strip_setuid", True)
+        self.files_root = os.path.normpath(os.path.join(os.path.dirname(self.path), m.get("files_root", "../files")))
+        self.files = m.get("files", [])
+        self.directories = m.get("directories", [])
+        seen = {}
+        for i, p in enumerate(self.packages):
+            n = p.split("=")[0]
+            if n in seen:
+                raise ManifestError(f"packages[{i}]: '{n}' is listed twice (also packages[{seen[n]}])")
+            seen[n] = i
+        dests = {}
+        for i, f in enumerate(self.files):
+            if f["destination"] in dests:
+                raise ManifestError(f"files[{i}].destination: '{f['destination']}' is also files[{dests[f['destination']]}]")
+            dests[f["destination"]] = i
+            src = os.path.join(self.files_root, f["source"])
+            if not os.path.isfile(src):
+                raise ManifestError(f"files[{i}].source: '{f['source']}' is not a file in {self.files_root}")
+            f["abs"] = src
+        for i, r in enumerate(self.repositories):
+            if "file" in r["key"]:
+                kf = os.path.join(os.path.dirname(self.path), r["key"]["file"])
+                if not os.path.isfile(kf):
+                    raise ManifestError(f"repositories[{i}].key.file: '{r['key']['file']}' is not a file")
+                r["key"]["abs"] = kf
+
+    def digest(self):
+        """sha256 of the manifest and of everything it pulls in (files, key files)."""
+        h = hashlib.sha256()
+        h.update(BUILD_FORMAT.encode() + b"\0")
+        h.update(json.dumps(self.doc, sort_keys=True, separators=(",", ":")).encode() + b"\0")
+        for f in sorted(self.files, key=lambda f: f["destination"]):
+            with open(f["abs"], "rb") as fh:
+                h.update(f"{f['destination']}\0{f['mode']:o}\0".encode() + hashlib.sha256(fh.read()).digest())
+        for r in self.repositories:
+            if "abs" in r["key"]:
+                with open(r["key"]["abs"], "rb") as fh:
+                    h.update(b"key\0" + hashlib.sha256(fh.read()).digest())
+        return h.hexdigest()
+
+
+def find_manifest(arg):
+    if os.path.exists(arg) or "/" in arg or arg.endswith(".json"):
+        return arg
+    return os.path.join(MANIFEST_DIR, arg + ".json")
