@@ -34,6 +34,25 @@ Result<void> onlyKeys(const json& j, const std::string& path, std::initializer_l
 	return {};
 }
 
+Result<void> keys(const json& j, const std::string& path, std::initializer_list<const char*> allowed,
+		  std::initializer_list<const char*> required)
+{
+	TRYV(onlyKeys(j, path, allowed));
+	bool all = true;
+	for (const char* k : required)
+		all = all && j.contains(k);
+	if (all)
+		return {};
+	std::string list;
+	size_t n = 0;
+	for (const char* k : required) {
+		list += n == 0 ? "" : n + 1 == required.size() ? " and " : ", ";
+		list += k;
+		n++;
+	}
+	return fail("%s: needs %s", shown(path).c_str(), list.c_str());
+}
+
 std::string sub(const std::string& path, const char* key)
 {
 	if (path.empty())

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -24,6 +25,9 @@ using json = nlohmann::json;
 
 // Fails on any key of object `j` not in `allowed` (or if `j` is not an object).
 [[nodiscard]] Result<void> onlyKeys(const json& j, const std::string& path, std::initializer_list<const char*> allowed);
+// onlyKeys, and every key of `required` present: "PATH: needs a, b and c".
+[[nodiscard]] Result<void> keys(const json& j, const std::string& path, std::initializer_list<const char*> allowed,
+				std::initializer_list<const char*> required);
 // "a.b" / "a[3]" / "/etc/p.json: b": JSON paths for messages.
 [[nodiscard]] std::string sub(const std::string& path, const char* key);
 [[nodiscard]] std::string idx(const std::string& path, size_t i);
@@ -37,6 +41,19 @@ using json = nlohmann::json;
 [[nodiscard]] Result<uint64_t> getU64(const json& j, const std::string& path);
 [[nodiscard]] Result<uint32_t> getU32(const json& j, const std::string& path);
 [[nodiscard]] Result<std::vector<std::string>> getStrings(const json& j, const std::string& path);
+// An array, each element parsed by parse(element, "path[i]") -> Result<T>.
+template <typename F>
+[[nodiscard]] auto getArrayOf(const json& j, const std::string& path, F&& parse)
+	-> Result<std::vector<typename std::invoke_result_t<F, const json&, std::string>::value_type>>
+{
+	std::vector<typename std::invoke_result_t<F, const json&, std::string>::value_type> out;
+	TRYV(checkArray(j, path));
+	for (size_t i = 0; i < j.size(); i++) {
+		TRY(v, parse(j[i], idx(path, i)));
+		out.push_back(std::move(*v));
+	}
+	return out;
+}
 // Reads a whole JSON file through the bounded reader (base/file_io.h) and
 // parses it; errors name the file: "'P': invalid JSON: ..." (exceptions stop here).
 [[nodiscard]] Result<json> readFile(const std::string& path, std::size_t maxBytes = 1 << 20);

@@ -91,7 +91,14 @@ def want_comment(path, v):
     raise ManifestError(f"{path}: expected a string or a list of strings, got {_type_name(v)}")
 
 
+def list_of(pattern, what):
+    """A checker for a non-empty list of strings that match pattern."""
+    return lambda p, x: want_list(p, x, lambda q, y: want_str(q, y, pattern, what), nonempty=True)
+
+
 def check_object(path, obj, fields):
+    """Checks obj against fields (name -> (checker, required)); every object may carry a "comment"."""
+    fields = {"comment": (want_comment, False), **fields}
     if not isinstance(obj, dict):
         raise ManifestError(f"{path or 'manifest'}: expected an object, got {_type_name(obj)}")
     out = {}
@@ -111,11 +118,9 @@ def check_object(path, obj, fields):
 
 def check_key(path, v):
     key = check_object(path, v, {
-        "comment": (want_comment, False),
         "url": (want_url, False),
         "file": (lambda p, x: want_str(p, x), False),
-        "fingerprints": (lambda p, x: want_list(p, x, lambda q, y: want_str(q, y, FPR_RE,
-                         "a 40-digit upper-case hex OpenPGP fingerprint"), nonempty=True), True),
+        "fingerprints": (list_of(FPR_RE, "a 40-digit upper-case hex OpenPGP fingerprint"), True),
     })
     if ("url" in key) == ("file" in key):
         raise ManifestError(f"{path}: give exactly one of 'url' and 'file'")
@@ -124,20 +129,16 @@ def check_key(path, v):
 
 def check_repository(path, v):
     return check_object(path, v, {
-        "comment": (want_comment, False),
         "uri": (want_url, True),
         "suite": (lambda p, x: want_str(p, x, SUITE_RE, "a suite name"), True),
-        "components": (lambda p, x: want_list(p, x, lambda q, y: want_str(q, y, COMPONENT_RE, "a component"),
-                                               nonempty=True), True),
-        "architectures": (lambda p, x: want_list(p, x, lambda q, y: want_str(q, y, NAME_RE, "an architecture"),
-                                                  nonempty=True), False),
+        "components": (list_of(COMPONENT_RE, "a component"), True),
+        "architectures": (list_of(NAME_RE, "an architecture"), False),
         "key": (check_key, True),
     })
 
 
 def check_file(path, v):
     f = check_object(path, v, {
-        "comment": (want_comment, False),
         "source": (lambda p, x: want_str(p, x), True),
         "destination": (want_abs_path, True),
         "mode": (lambda p, x: want_mode(p, x), True),
@@ -149,7 +150,6 @@ def check_file(path, v):
 
 def check_directory(path, v):
     return check_object(path, v, {
-        "comment": (want_comment, False),
         "path": (want_abs_path, True),
         "mode": (lambda p, x: want_mode(p, x, allow_sticky=True), True),
     })
@@ -174,20 +174,17 @@ def check_dpkg_option(path, v):
 
 
 TOP_FIELDS = {
-    "comment": (want_comment, False),
     "name": (lambda p, x: want_str(p, x, NAME_RE, "a name ([a-z0-9][a-z0-9._-]*)"), False),
     "suite": (lambda p, x: want_str(p, x, SUITE_RE, "a suite name"), True),
     "mirror": (want_url, True),
-    "components": (lambda p, x: want_list(p, x, lambda q, y: want_str(q, y, COMPONENT_RE, "a component"),
-                                           nonempty=True), False),
+    "components": (list_of(COMPONENT_RE, "a component"), False),
     "variant": (lambda p, x: x if x in VARIANTS else (_ for _ in ()).throw(
         ManifestError(f"{p}: expected one of {', '.join(VARIANTS)}")), False),
     "architecture": (lambda p, x: want_str(p, x, NAME_RE, "an architecture"), False),
     "apt_options": (check_apt_options, False),
     "dpkg_options": (lambda p, x: want_list(p, x, check_dpkg_option), False),
     "repositories": (lambda p, x: want_list(p, x, check_repository), False),
-    "packages": (lambda p, x: want_list(p, x, lambda q, y: want_str(q, y, PACKAGE_RE, "a Debian package name"),
-                                         nonempty=True), True),
+    "packages": (list_of(PACKAGE_RE, "a Debian package name"), True),
     "files_root": (lambda p, x: want_str(p, x), False),
     "files": (lambda p, x: want_list(p, x, check_file), False),
     "directories": (lambda p, x: want_list(p, x, check_directory), False),

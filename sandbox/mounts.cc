@@ -52,26 +52,26 @@ struct FdPath {
 	const char* c_str() const { return buf; }
 };
 
+// statvfs's per-mount flags and the mount(2) flags a remount must repeat.
+struct LockedFlag {
+	unsigned long st;
+	unsigned long ms;
+};
+constexpr LockedFlag kLockedFlags[] = {
+	{ ST_RDONLY, MS_RDONLY },   { ST_NOSUID, MS_NOSUID },         { ST_NODEV, MS_NODEV },
+	{ ST_NOEXEC, MS_NOEXEC },   { ST_NOATIME, MS_NOATIME },       { ST_NODIRATIME, MS_NODIRATIME },
+	{ ST_RELATIME, MS_RELATIME },
+};
+
 unsigned long lockedFlags(int fd)
 {
 	struct statvfs st;
 	if (fstatvfs(fd, &st) < 0)
 		return 0;
 	unsigned long f = 0;
-	if (st.f_flag & ST_RDONLY)
-		f |= MS_RDONLY;
-	if (st.f_flag & ST_NOSUID)
-		f |= MS_NOSUID;
-	if (st.f_flag & ST_NODEV)
-		f |= MS_NODEV;
-	if (st.f_flag & ST_NOEXEC)
-		f |= MS_NOEXEC;
-	if (st.f_flag & ST_NOATIME)
-		f |= MS_NOATIME;
-	if (st.f_flag & ST_NODIRATIME)
-		f |= MS_NODIRATIME;
-	if (st.f_flag & ST_RELATIME)
-		f |= MS_RELATIME;
+	for (const auto& l : kLockedFlags)
+		if (st.f_flag & l.st)
+			f |= l.ms;
 	return f;
 }
 

@@ -29,6 +29,7 @@
 
 #include "mounts.h"
 #include "base/file_io.h"
+#include "base/handle.h"
 #include "base/sysutil.h"
 #include "base/unique_fd.h"
 
@@ -38,30 +39,9 @@ namespace {
 
 // --- owners for library handles ---------------------------------------------
 
-struct NlSockFree {
-	void operator()(nl_sock* s) const { nl_socket_free(s); }
-};
-struct NlLinkPut {
-	void operator()(rtnl_link* l) const { rtnl_link_put(l); }
-};
-struct NlAddrPut {
-	void operator()(nl_addr* a) const { nl_addr_put(a); }
-};
-struct RtAddrPut {
-	void operator()(rtnl_addr* a) const { rtnl_addr_put(a); }
-};
-struct RtRoutePut {
-	void operator()(rtnl_route* r) const { rtnl_route_put(r); }
-};
-struct NlCacheFree {
-	void operator()(nl_cache* c) const { nl_cache_free(c); }
-};
-struct VethRelease {
-	void operator()(rtnl_link* l) const { rtnl_link_veth_release(l); }
-};
-using NlSock = std::unique_ptr<nl_sock, NlSockFree>;
-using NlLink = std::unique_ptr<rtnl_link, NlLinkPut>;
-using NlAddr = std::unique_ptr<nl_addr, NlAddrPut>;
+using NlSock = Handle<nl_sock, nl_socket_free>;
+using NlLink = Handle<rtnl_link, rtnl_link_put>;
+using NlAddr = Handle<nl_addr, nl_addr_put>;
 
 Result<void> nlCheck(int err, const char* what, const std::string& obj)
 {
@@ -124,7 +104,7 @@ Result<void> configureLink(nl_sock* sk, const std::string& name, uint32_t addr)
 	if (auto r = writeSysctl(v6.c_str(), "1"); !r && r.error().errno_ != ENOENT) // ENOENT: no IPv6 at all
 		return r;
 
-	std::unique_ptr<rtnl_addr, RtAddrPut> a(rtnl_addr_alloc());
+	Handle<rtnl_addr, rtnl_addr_put> a(rtnl_addr_alloc());
 	NlAddr local = ipv4Addr(addr, 31);
 	if (!a || !local)
 		return failErrno(ENOMEM, "network: address for '%s'", name.c_str());
@@ -145,7 +125,7 @@ Result<void> configureLink(nl_sock* sk, const std::string& name, uint32_t addr)
 
 Result<void> addDefaultRoute(nl_sock* sk, int ifindex, uint32_t gateway)
 {
-	std::unique_ptr<rtnl_route, RtRoutePut> r(rtnl_route_alloc());
+	Handle<rtnl_route, rtnl_route_put> r(rtnl_route_alloc());
 	NlAddr dst = ipv4Addr(0, 0);
 	NlAddr gw = ipv4Addr(gateway, 32);
 	rtnl_nexthop* nh = rtnl_route_nh_alloc();
@@ -233,7 +213,7 @@ Result<std::vector<uint32_t>> usedSlots(nl_sock* sk, Ipv4Net pool)
 	nl_cache* raw = nullptr;
 	if (int e = rtnl_link_alloc_cache(sk, AF_UNSPEC, &raw); e < 0)
 		return fail("network: list links: %s", nl_geterror(e));
-	std::unique_ptr<nl_cache, NlCacheFree> links(raw);
+	Handle<nl_cache, nl_cache_free> links(raw);
 	std::vector<uint32_t> used;
 	std::vector<int> ends;
 	for (nl_object* o = nl_cache_get_first(links.get()); o; o = nl_cache_get_next(o)) {
@@ -248,7 +228,7 @@ Result<std::vector<uint32_t>> usedSlots(nl_sock* sk, Ipv4Net pool)
 	raw = nullptr;
 	if (int e = rtnl_addr_alloc_cache(sk, &raw); e < 0)
 		return fail("network: list addresses: %s", nl_geterror(e));
-	std::unique_ptr<nl_cache, NlCacheFree> addrs(raw);
+	Handle<nl_cache, nl_cache_free> addrs(raw);
 	for (nl_object* o = nl_cache_get_first(addrs.get()); o; o = nl_cache_get_next(o)) {
 		auto* a = (rtnl_addr*)o;
 		nl_addr* local = rtnl_addr_get_local(a);
@@ -277,7 +257,7 @@ Result<uint32_t> createVeth(nl_sock* sk, Ipv4Net pool, int childNs, std::vector<
 			return failErrno(EADDRINUSE, "network: every slot of the pool %s is taken",
 					 formatIpv4Net(pool).c_str());
 		std::string name = slotIfname(*slot);
-		std::unique_ptr<rtnl_link, VethRelease> veth(rtnl_link_veth_alloc());
+		Handle<rtnl_link, rtnl_link_veth_release> veth(rtnl_link_veth_alloc());
 		if (!veth)
 			return failErrno(ENOMEM, "network: veth");
 		rtnl_link_set_name(veth.get(), name.c_str());

@@ -102,13 +102,9 @@ Result<SeccompRule> parseRule(const json& j, const std::string& where)
 	}
 	TRYV(checkAction(r.action, r.errnoRet, sub(where, "action"), sub(where, "errnoRet")));
 	if (j.contains("args") && !j["args"].is_null()) {
-		const json& args = j["args"];
 		std::string path = sub(where, "args");
-		TRYV(checkArray(args, path));
-		for (size_t i = 0; i < args.size(); i++) {
-			TRY(a, parseArg(args[i], idx(path, i)));
-			r.args.push_back(std::move(*a));
-		}
+		TRY(args, getArrayOf(j["args"], path, parseArg));
+		r.args = std::move(*args);
 		size_t bad = 0;
 		if (const char* why = argsProblem(r.args, &bad))
 			return fail("%s: %s", sub(idx(path, bad), "index").c_str(), why);
@@ -151,13 +147,8 @@ Result<SeccompProfile> parseProfile(const json& j, const std::string& where)
 		p.flags = std::move(*flags);
 	}
 	if (j.contains("syscalls") && !j["syscalls"].is_null()) {
-		const json& calls = j["syscalls"];
-		std::string path = sub(where, "syscalls");
-		TRYV(checkArray(calls, path));
-		for (size_t i = 0; i < calls.size(); i++) {
-			TRY(r, parseRule(calls[i], idx(path, i)));
-			p.syscalls.push_back(std::move(*r));
-		}
+		TRY(calls, getArrayOf(j["syscalls"], sub(where, "syscalls"), parseRule));
+		p.syscalls = std::move(*calls);
 	}
 	return p;
 }

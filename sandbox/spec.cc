@@ -58,9 +58,7 @@ Result<std::vector<IdMapping>> parseMappings(const json& j, const std::string& p
 	std::vector<IdMapping> out;
 	for (size_t i = 0; i < j.size(); i++) {
 		std::string p = idx(path, i);
-		TRYV(onlyKeys(j[i], p, { "containerID", "hostID", "size" }));
-		if (!j[i].contains("containerID") || !j[i].contains("hostID") || !j[i].contains("size"))
-			return fail("%s: needs containerID, hostID and size", p.c_str());
+		TRYV(keys(j[i], p, { "containerID", "hostID", "size" }, { "containerID", "hostID", "size" }));
 		TRY(c, getU32(j[i]["containerID"], sub(p, "containerID")));
 		TRY(h, getU32(j[i]["hostID"], sub(p, "hostID")));
 		TRY(s, getU32(j[i]["size"], sub(p, "size")));
@@ -100,10 +98,8 @@ Result<void> parseProcess(const json& j, Spec& s)
 	}
 	if (!j.contains("user"))
 		return fail("process.user: missing (pukaipu needs the uid and gid to run as)");
-	TRYV(onlyKeys(j["user"], "process.user", { "uid", "gid", "additionalGids", "umask" }));
 	const json& u = j["user"];
-	if (!u.contains("uid") || !u.contains("gid"))
-		return fail("process.user: needs uid and gid");
+	TRYV(keys(u, "process.user", { "uid", "gid", "additionalGids", "umask" }, { "uid", "gid" }));
 	TRY(uid, getU32(u["uid"], "process.user.uid"));
 	TRY(gid, getU32(u["gid"], "process.user.gid"));
 	pr.uid = *uid;
@@ -148,19 +144,13 @@ Result<void> parseProcess(const json& j, Spec& s)
 			s.warnings.push_back("process.capabilities: pukaipu grants no capabilities, ignoring");
 	}
 	if (j.contains("rlimits")) {
-		const json& rl = j["rlimits"];
-		if (!rl.is_array())
-			return fail("process.rlimits: expected an array");
-		for (size_t i = 0; i < rl.size(); i++) {
-			std::string p = idx("process.rlimits", i);
-			TRYV(onlyKeys(rl[i], p, { "type", "soft", "hard" }));
-			if (!rl[i].contains("type") || !rl[i].contains("soft") || !rl[i].contains("hard"))
-				return fail("%s: needs type, soft and hard", p.c_str());
-			TRY(type, getString(rl[i]["type"], sub(p, "type")));
-			TRY(soft, getU64(rl[i]["soft"], sub(p, "soft")));
-			TRY(hard, getU64(rl[i]["hard"], sub(p, "hard")));
+		auto rlimit = [&pr](const json& r, const std::string& p) -> Result<RlimitSpec> {
+			TRYV(keys(r, p, { "type", "soft", "hard" }, { "type", "soft", "hard" }));
+			TRY(type, getString(r["type"], sub(p, "type")));
+			TRY(soft, getU64(r["soft"], sub(p, "soft")));
+			TRY(hard, getU64(r["hard"], sub(p, "hard")));
 			auto it = std::find_if(std::begin(kRlimits), std::end(kRlimits),
-					       [&](const RlimitName& r) { return *type == r.name; });
+					       [&](const RlimitName& n) { return *type == n.name; });
 			if (it == std::end(kRlimits))
 				return fail("%s.type: unknown rlimit '%s'", p.c_str(), type->c_str());
 			if (*soft > *hard)
@@ -169,8 +159,11 @@ Result<void> parseProcess(const json& j, Spec& s)
 			for (const auto& prev : pr.rlimits)
 				if (prev.resource == it->resource)
 					return fail("%s.type: '%s' given twice", p.c_str(), type->c_str());
-			pr.rlimits.push_back({ it->resource, it->name, *soft, *hard });
-		}
+			pr.rlimits.push_back({ it->resource, it->name, *soft, *hard }); // seen by the next one
+			return pr.rlimits.back();
+		};
+		TRY(all, getArrayOf(j["rlimits"], "process.rlimits", rlimit));
+		pr.rlimits = std::move(*all);
 	}
 	if (j.contains("noNewPrivileges")) {
 		TRY(nnp, getBool(j["noNewPrivileges"], "process.noNewPrivileges"));
@@ -285,18 +278,14 @@ Result<void> parseLinux(const json& j, Spec& s)
 		const json& r = j["resources"];
 		TRYV(onlyKeys(r, "linux.resources", { "devices" }));
 		if (r.contains("devices")) {
-			const json& d = r["devices"];
-			if (!d.is_array())
-				return fail("linux.resources.devices: expected an array");
-			for (size_t i = 0; i < d.size(); i++) {
-				std::string p = idx("linux.resources.devices", i);
-				TRYV(onlyKeys(d[i], p, { "allow", "access", "type", "major", "minor" }));
-				if (!d[i].contains("allow"))
-					return fail("%s.allow: missing", p.c_str());
-				TRY(allow, getBool(d[i]["allow"], sub(p, "allow")));
+			auto deny = [](const json& d, const std::string& p) -> Result<bool> {
+				TRYV(keys(d, p, { "allow", "access", "type", "major", "minor" }, { "allow" }));
+				TRY(allow, getBool(d["allow"], sub(p, "allow")));
 				if (*allow)
 					return fail("%s: allowing devices is not supported", p.c_str());
-			}
+				return true;
+			};
+			TRYV(getArrayOf(r["devices"], "linux.resources.devices", deny));
 		}
 	}
 	return {};
