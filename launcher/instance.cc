@@ -229,6 +229,7 @@ Result<InstanceStart> composeInstance(const Paths& paths, const InstanceRequest&
 	s.opts.network = std::move(*net);
 	const bool desktop = req.kind == SessionKind::Desktop;
 	s.opts.preserveFds = desktop ? 1 : 0; // the listening socket, fd 3
+	s.opts.isolateStdio = desktop;        // the shell has its own pty
 
 	// Grants: what cannot apply here is a warning; mount grants become
 	// guarded binds (checked and mounted through one fd by the child, as

@@ -119,19 +119,26 @@ Result<UniqueFd> ensureDest(int rootFd, const char* dest, bool dir) noexcept
 	return openInRoot(rootFd, dest, O_PATH);
 }
 
-Result<void> populateDev(int rootFd, const char* devPath) noexcept
+Result<void> bindDevNode(int rootFd, int devFd, const char* devPath, const char* name) noexcept
+{
+	char host[64], inside[PATH_MAX];
+	std::snprintf(host, sizeof(host), "/dev/%s", name);
+	std::snprintf(inside, sizeof(inside), "%s/%s", devPath, name);
+	if (!UniqueFd(openat(devFd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0666)))
+		return failErrno(errno, "create '%s'", inside);
+	TRY(target, openInRoot(rootFd, inside, O_PATH));
+	if (mount(host, FdPath(target->get()).c_str(), nullptr, MS_BIND, nullptr) < 0)
+		return failErrno(errno, "mount '%s' on '%s'", host, inside);
+	return {};
+}
+
+Result<void> populateDev(int rootFd, const char* devPath, bool withTty) noexcept
 {
 	TRY(dev, openInRoot(rootFd, devPath, O_PATH | O_DIRECTORY));
-	for (const char* name : kDevNodes) {
-		char host[64], inside[PATH_MAX];
-		std::snprintf(host, sizeof(host), "/dev/%s", name);
-		std::snprintf(inside, sizeof(inside), "%s/%s", devPath, name);
-		if (!UniqueFd(openat(dev->get(), name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0666)))
-			return failErrno(errno, "create '%s'", inside);
-		TRY(target, openInRoot(rootFd, inside, O_PATH));
-		if (mount(host, FdPath(target->get()).c_str(), nullptr, MS_BIND, nullptr) < 0)
-			return failErrno(errno, "mount '%s' on '%s'", host, inside);
-	}
+	for (const char* name : kDevNodes)
+		TRYV(bindDevNode(rootFd, dev->get(), devPath, name));
+	if (withTty)
+		TRYV(bindDevNode(rootFd, dev->get(), devPath, kDevTty));
 	for (const auto& l : kDevSymlinks)
 		if (symlinkat(l.target, dev->get(), l.name) < 0 && errno != EEXIST)
 			return failErrno(errno, "symlink '%s/%s'", devPath, l.name);
@@ -203,6 +210,7 @@ Result<std::vector<MountPlan>> planMounts(const Spec& spec, std::vector<std::str
 		p.guarded = m.guarded;
 		p.forbidden = m.forbidden;
 		p.populateDev = p.type == "tmpfs" && p.destination == "/dev";
+		p.devTty = p.populateDev && spec.process.terminal;
 		if (p.type == "devpts" && p.data.find("newinstance") == std::string::npos)
 			p.data += std::string(p.data.empty() ? "" : ",") + "newinstance";
 		plan.push_back(std::move(p));
@@ -446,7 +454,7 @@ Result<void> mountInChild(int rootFd, const MountPlan& m) noexcept
 			return failErrno(errno, "set propagation of '%s'", dest);
 	}
 	if (m.populateDev)
-		return populateDev(rootFd, dest);
+		return populateDev(rootFd, dest, m.devTty);
 	return {};
 }
 

@@ -28,6 +28,7 @@ struct MountPlan {
 	unsigned long propagation = 0; // MS_SLAVE / MS_PRIVATE (| MS_REC), 0 = inherit
 	std::string data;              // filesystem options: "mode=755,size=65536k"
 	bool populateDev = false;      // a tmpfs at /dev: fill it from kDevNodes afterwards
+	bool devTty = false;           // ... and /dev/tty, only for a process.terminal
 	// A bind mount whose source someone other than root chose (pukaipu's
 	// mount grants): the child opens the source as the container's user,
 	// refuses it when it resolves onto, into or over one of `forbidden`, or
@@ -50,7 +51,11 @@ struct MountPlan {
 [[nodiscard]] MountPlan generatedFile(const std::string& destination, std::string content);
 
 // Host device nodes bind-mounted into a tmpfs /dev (a userns cannot mknod).
-inline constexpr const char* kDevNodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
+// /dev/tty (kDevTty) only when the spec asks for a terminal: the host's
+// /dev/tty is whatever terminal the opener controls, and a payload without
+// a terminal of its own must not reach the one pukaipu-run was started from.
+inline constexpr const char* kDevNodes[] = { "null", "zero", "full", "random", "urandom" };
+inline constexpr const char* kDevTty = "tty";
 
 struct DevSymlink {
 	const char* name;

@@ -369,6 +369,8 @@ class Instances(unittest.TestCase):
         uid = int(re.search(r"uid (\d+)", r.stdout).group(1))
         res = self.s.run([h.RUN, "runner"], timeout=60)
         self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertEqual(res.stdout, "")  # the desktop's output comes through the relay, on stderr
+        res.stdout = res.stderr
         kv = h.keyvals(res.stdout)
         self.assertEqual(kv["uid"], f"{uid},{uid},{uid}")
         self.assertEqual(kv["CapEff"], "0000000000000000")
@@ -445,6 +447,79 @@ class Instances(unittest.TestCase):
         r = self.s.run([h.RUN, "../etc"])
         self.assertEqual(r.returncode, 125)
         self.assertIn("not a valid user name", r.stderr)
+
+
+class DesktopStdio(unittest.TestCase):
+    """`pukaipu-run USER` run by an administrator in a terminal: the desktop
+    gets none of it (stdin /dev/null, output through the relay with control
+    characters escaped, no /dev/tty, a session of its own)."""
+
+    SCRIPT = (
+        "for fd in 0 1 2; do [ -t $fd ] && echo tty-on-fd-$fd; done; "
+        "[ -e /dev/tty ] && echo dev-tty-present; "
+        "stty raw -echo </dev/tty 2>/dev/null && echo stty-changed-a-terminal; "
+        "echo sid=$(cut -d' ' -f6 /proc/self/stat) pgrp=$(cut -d' ' -f5 /proc/self/stat); "
+        "read -r line && echo read-from-stdin:$line; "
+        "printf '<0>emergency-from-inside\\n'; "
+        "printf '\\033]0;owned\\007\\033[2Jafter-escapes\\n'; "
+        "printf 'no newline at the end'")
+
+    @classmethod
+    def setUpClass(cls):
+        cls.s = Sysroot("stdio")
+        cfg = {
+            "rootfs": h.rootfs(),
+            "uidRange": [3100, 3199],
+            "portRange": [24600, 24699],
+            "listenAddress": "127.0.0.1",
+            "apparmor": {"policy": "optional"},
+            "seccompProfile": os.path.join(h.SRC, "profiles/seccomp/default.json"),
+            "session": {"command": ["/bin/sh", "-c", cls.SCRIPT], "shell": ["/bin/sh"]},
+            "network": {"mode": "none"},
+        }
+        with open(cls.s.config, "w") as f:
+            json.dump(cfg, f)
+        r = cls.s.run([TOOL, "create", "ttyuser", "--fqdn", "ttyuser.example.test"])
+        assert r.returncode == 0, r.stderr
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.cleanup()
+
+    def test_desktop_keeps_nothing_of_the_launchers_terminal(self):
+        import pty
+        import termios
+        master, slave = pty.openpty()
+        before = termios.tcgetattr(slave)
+        p = self.s.popen([h.RUN, "ttyuser"], stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                         preexec_fn=lambda: __import__("fcntl").ioctl(0, termios.TIOCSCTTY, 0))
+        os.close(slave)
+        os.write(master, b"typed-by-the-admin\n")
+        out = b""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every holder of the slave is gone
+                break
+            if not chunk:
+                break
+            out += chunk
+        self.assertEqual(p.wait(timeout=30), 0, out)
+        text = out.decode(errors="replace")
+        for bad in ("tty-on-fd-", "dev-tty-present", "stty-changed-a-terminal", "read-from-stdin:"):
+            self.assertNotIn(bad, text)
+        # The container has its own session: inside, it is led by PID 1 (the
+        # reaper). Without setsid it would be the launcher's, outside the
+        # PID namespace, and show as 0.
+        self.assertRegex(text, r"sid=1 pgrp=1")
+        self.assertIn("<0>emergency-from-inside", text)  # text, not a priority (SyslogLevelPrefix=no)
+        self.assertNotIn("\x1b]0;owned", text)          # no raw escape reached the terminal
+        self.assertIn("\\x1b]0;owned\\x07\\x1b[2Jafter-escapes", text)
+        self.assertIn("no newline at the end", text)       # the last partial line is flushed
+        # The terminal's modes are the launcher's to change, and it changed none.
+        self.assertEqual(termios.tcgetattr(master), before)
+        os.close(master)
 
 
 if __name__ == "__main__":
