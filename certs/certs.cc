@@ -8,6 +8,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include "base/net_literal.h"
 #include "ossl.h"
 
 namespace pukaipu::certs {
@@ -84,12 +85,13 @@ Result<void> checkDnsName(const std::string& name)
 	return {};
 }
 
-// An IP literal as 4 or 16 bytes, or null if `s` is not one.
-Asn1OctetPtr parseIp(const std::string& s)
+// An IP literal (isIpLiteral) as the 4 or 16 bytes of an IP SAN.
+Result<Asn1OctetPtr> ipOctets(const IpLiteral& ip)
 {
-	Asn1OctetPtr ip(a2i_IPADDRESS(s.c_str()));
-	ERR_clear_error(); // "not an IP address" is an answer here, not an error
-	return ip;
+	Asn1OctetPtr o(ASN1_OCTET_STRING_new());
+	if (!o || !ASN1_OCTET_STRING_set(o.get(), ip.bytes, static_cast<int>(ip.size())))
+		return sslFail("ASN1_OCTET_STRING_set");
+	return o;
 }
 
 Result<void> checkPrintable(const char* what, const std::string& s)
@@ -308,8 +310,9 @@ Result<Issued> issueServerCert(const Ca& ca, const std::string& fqdn, const std:
 	std::vector<Asn1OctetPtr> ips;
 	auto addName = [&](const std::string& n, bool ipAllowed, bool dnsAllowed) -> Result<void> {
 		if (ipAllowed) {
-			if (Asn1OctetPtr ip = parseIp(n)) {
-				ips.push_back(std::move(ip));
+			if (auto ip = parseIpLiteral(n)) {
+				TRY(octets, ipOctets(*ip));
+				ips.push_back(std::move(*octets));
 				return {};
 			}
 			if (!dnsAllowed)

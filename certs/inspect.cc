@@ -9,6 +9,7 @@
 #include <openssl/objects.h>
 
 #include "base/file_io.h"
+#include "base/net_literal.h"
 #include "certs.h"
 #include "ossl.h"
 
@@ -129,15 +130,6 @@ constexpr KeyUsageName kKeyUsages[] = {
 	{ KU_ENCIPHER_ONLY, "encipherOnly" },
 	{ KU_DECIPHER_ONLY, "decipherOnly" },
 };
-
-bool isIpLiteral(std::string_view s)
-{
-	std::string z(s);
-	ASN1_OCTET_STRING* ip = a2i_IPADDRESS(z.c_str());
-	ERR_clear_error();
-	ASN1_OCTET_STRING_free(ip);
-	return ip != nullptr;
-}
 
 } // namespace
 
@@ -261,8 +253,9 @@ Result<void> verifyChain(X509* leaf, X509* ca, Purpose purpose, std::string_view
 		X509_VERIFY_PARAM_set_time(param, at);
 	if (!hostname.empty()) {
 		std::string h(hostname);
-		int ok = isIpLiteral(h) ? X509_VERIFY_PARAM_set1_ip_asc(param, h.c_str())
-					: X509_VERIFY_PARAM_set1_host(param, h.data(), h.size());
+		auto ip = parseIpLiteral(h);
+		int ok = ip ? X509_VERIFY_PARAM_set1_ip(param, ip->bytes, ip->size())
+			    : X509_VERIFY_PARAM_set1_host(param, h.data(), h.size());
 		if (!ok)
 			return sslFail("set expected host name");
 	}
@@ -354,7 +347,8 @@ Result<ServerCertCheck> checkExternalServerCert(std::string_view certPem, std::s
 		return fail("server certificate has a %d-bit RSA key (at least 2048 needed)", info->keyBits);
 	if (!fqdn.empty()) {
 		std::string h(fqdn);
-		int ok = isIpLiteral(h) ? X509_check_ip_asc(leaf, h.c_str(), 0) : X509_check_host(leaf, h.data(), h.size(), 0, nullptr);
+		auto ip = parseIpLiteral(h);
+		int ok = ip ? X509_check_ip(leaf, ip->bytes, ip->size(), 0) : X509_check_host(leaf, h.data(), h.size(), 0, nullptr);
 		ERR_clear_error();
 		if (ok != 1)
 			return fail("server certificate does not name '%s'", h.c_str());

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/json_fields.h"
+#include "base/net_literal.h"
 #include "build_config.h"
 
 namespace pukaipu {
@@ -159,6 +160,8 @@ Result<GlobalConfig> parseGlobalConfig(const json& j)
 	}
 	if (j.contains("listenAddress")) {
 		TRY(v, getString(j["listenAddress"], "listenAddress"));
+		if (!isIpLiteral(*v))
+			return fail("listenAddress: '%s' is not an IPv4 or IPv6 address", v->c_str());
 		c.listenAddress = *v;
 	}
 	if (j.contains("apparmor")) {

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <arpa/inet.h>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -23,6 +22,7 @@
 #include "base/file_io.h"
 #include "certs/certs.h"
 #include "base/json_fields.h"
+#include "base/net_literal.h"
 #include "base/process.h"
 #include "base/sysutil.h"
 #include "systemd/dropins.h"
@@ -53,12 +53,6 @@ Result<void> runTool(const std::vector<std::string>& argv)
 bool uidTaken(uint32_t uid)
 {
 	return getpwuid(uid) != nullptr || getgrgid(uid) != nullptr;
-}
-
-bool isIpLiteral(const std::string& s)
-{
-	unsigned char buf[16];
-	return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
 }
 
 // A DNS name of LDH labels (no wildcards), or an IP address literal.
