@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/objects.h>
@@ -169,13 +170,11 @@ Result<CertInfo> inspectCert(X509* x)
 	unsigned int mdLen = 0;
 	if (!X509_digest(x, EVP_sha256(), md, &mdLen))
 		return sslFail("X509_digest");
-	static const char hexDigits[] = "0123456789ABCDEF";
-	for (unsigned int i = 0; i < mdLen; i++) {
-		if (i)
-			info.sha256Fingerprint += ':';
-		info.sha256Fingerprint += hexDigits[md[i] >> 4];
-		info.sha256Fingerprint += hexDigits[md[i] & 15];
-	}
+	// "AB:CD:...": upper case, ':' between bytes, as browsers show it.
+	char hex[EVP_MAX_MD_SIZE * 3];
+	if (!OPENSSL_buf2hexstr_ex(hex, sizeof(hex), nullptr, md, mdLen, ':'))
+		return sslFail("OPENSSL_buf2hexstr_ex");
+	info.sha256Fingerprint = hex;
 
 	const char* sig = OBJ_nid2ln(X509_get_signature_nid(x));
 	info.signatureAlgorithm = sig ? sig : "unknown";
