@@ -212,10 +212,8 @@ Result<CertInfo> inspectCert(X509* x)
 	info.pathLen = X509_get_pathlen(x);
 	info.selfSigned = X509_self_signed(x, 1) == 1;
 
-	auto nb = toTimeT(X509_get0_notBefore(x));
-	auto na = toTimeT(X509_get0_notAfter(x));
-	if (!nb || !na)
-		return tl::unexpected(!nb ? nb.error() : na.error());
+	TRY(nb, toTimeT(X509_get0_notBefore(x)));
+	TRY(na, toTimeT(X509_get0_notAfter(x)));
 	info.notBefore = *nb;
 	info.notAfter = *na;
 	ERR_clear_error();
@@ -224,9 +222,7 @@ Result<CertInfo> inspectCert(X509* x)
 
 Result<CertInfo> inspect(std::string_view pem)
 {
-	auto x = certFromPem(pem);
-	if (!x)
-		return tl::unexpected(x.error());
+	TRY(x, certFromPem(pem));
 	return inspectCert(x->get());
 }
 
@@ -270,30 +266,22 @@ Result<void> verifyChain(X509* leaf, X509* ca, Purpose purpose, std::string_view
 Result<void> verifyChain(std::string_view leafPem, std::string_view caPem, Purpose purpose, std::string_view hostname,
 	std::time_t at)
 {
-	auto leaf = certFromPem(leafPem);
-	if (!leaf)
-		return tl::unexpected(leaf.error());
-	auto ca = certFromPem(caPem);
-	if (!ca)
-		return tl::unexpected(ca.error());
+	TRY(leaf, certFromPem(leafPem));
+	TRY(ca, certFromPem(caPem));
 	return verifyChain(leaf->get(), ca->get(), purpose, hostname, at);
 }
 
 Result<Ca> loadCa(const std::string& certPath, const std::string& keyPath)
 {
-	auto certPem = readFileLimited(certPath);
-	if (!certPem)
-		return tl::unexpected(certPem.error());
-	auto keyPem = readFileLimited(keyPath);
-	if (!keyPem)
-		return tl::unexpected(keyPem.error());
-	auto key = keyFromPem(*keyPem);
-	OPENSSL_cleanse(keyPem->data(), keyPem->size());
-	if (!key)
-		return fail("CA key '%s': %s", keyPath.c_str(), key.error().what);
-	auto cert = certFromPem(*certPem);
-	if (!cert)
-		return fail("CA certificate '%s': %s", certPath.c_str(), cert.error().what);
+	TRY(certPem, readFileLimited(certPath));
+	TRY(keyPem, readFileLimited(keyPath));
+	// The key's PEM text is wiped whatever happens below.
+	struct Wipe {
+		std::string& s;
+		~Wipe() { OPENSSL_cleanse(s.data(), s.size()); }
+	} wipe { *keyPem };
+	TRY_CTX(key, keyFromPem(*keyPem), "CA key '%s'", keyPath.c_str());
+	TRY_CTX(cert, certFromPem(*certPem), "CA certificate '%s'", certPath.c_str());
 	if (X509_check_private_key(cert->get(), key->get()) != 1) {
 		ERR_clear_error();
 		return fail("CA key '%s' does not belong to certificate '%s'", keyPath.c_str(), certPath.c_str());
@@ -308,12 +296,8 @@ Result<Ca> loadCa(const std::string& certPath, const std::string& keyPath)
 Result<ServerCertCheck> checkExternalServerCert(std::string_view certPem, std::string_view keyPem,
 	std::string_view fqdn, std::time_t at)
 {
-	auto chain = certChainFromPem(certPem);
-	if (!chain)
-		return fail("server certificate: %s", chain.error().what);
-	auto key = keyFromPem(keyPem);
-	if (!key)
-		return fail("server key: %s", key.error().what);
+	TRY_CTX(chain, certChainFromPem(certPem), "server certificate");
+	TRY_CTX(key, keyFromPem(keyPem), "server key");
 	X509* leaf = chain->front().get();
 	if (X509_check_private_key(leaf, key->get()) != 1) {
 		ERR_clear_error();
@@ -326,9 +310,7 @@ Result<ServerCertCheck> checkExternalServerCert(std::string_view certPem, std::s
 				i + 1, i + 2);
 	}
 
-	auto info = inspectCert(leaf);
-	if (!info)
-		return tl::unexpected(info.error());
+	TRY(info, inspectCert(leaf));
 	std::time_t now = at != 0 ? at : std::time(nullptr);
 	if (info->notBefore > now)
 		return fail("server certificate is not valid before %s", formatTime(info->notBefore).c_str());
