@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -39,5 +40,20 @@ using json = nlohmann::json;
 [[nodiscard]] Result<std::vector<std::string>> getStrings(const json& j, const std::string& path);
 // Reads a whole JSON file; errors name the file (exceptions stop here).
 [[nodiscard]] Result<json> readFile(const std::string& path);
+
+// An optional key of object `j`: when present, get(j[key], "path.key")
+// (one of the getters above, or the caller's own that also checks the
+// value) is stored in `out`; when absent, `out` keeps its default.
+//   TRYV(optionalField(j, "certificateDays", path, c.certDays, getCertDays));
+template <typename T, typename Get>
+[[nodiscard]] Result<void> optionalField(const json& j, const char* key, const std::string& path, T& out, Get&& get)
+{
+	auto it = j.find(key);
+	if (it == j.end())
+		return {};
+	TRY(v, get(*it, sub(path, key)));
+	out = std::move(*v);
+	return {};
+}
 
 } // namespace pukaipu::jsonf

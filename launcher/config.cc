@@ -133,6 +133,108 @@ Result<uint32_t> parseDuration(const std::string& v, const std::string& what)
 	return (uint32_t)(n * unit);
 }
 
+namespace {
+
+// Getters of single fields (optionalField), each with its own check; errors
+// name the field's path.
+
+Result<std::string> getAbsolutePath(const json& j, const std::string& path)
+{
+	TRY(v, getString(j, path));
+	if (v->empty() || (*v)[0] != '/')
+		return fail("%s: '%s' is not an absolute path", path.c_str(), v->c_str());
+	return v;
+}
+
+Result<IdRange> getUidRange(const json& j, const std::string& path)
+{
+	TRY(r, getRange(j, path, 0xfffffffe));
+	if (r->first < 1000)
+		return fail("%s: starts at %u, inside the system range (below 1000)", path.c_str(), r->first);
+	return r;
+}
+
+Result<IdRange> getPortRange(const json& j, const std::string& path)
+{
+	TRY(r, getRange(j, path, 65535));
+	if (r->first < 1024)
+		return fail("%s: starts at %u, a privileged port", path.c_str(), r->first);
+	return r;
+}
+
+Result<std::string> getListenAddress(const json& j, const std::string& path)
+{
+	TRY(v, getString(j, path));
+	if (!isIpLiteral(*v))
+		return fail("%s: '%s' is not an IPv4 or IPv6 address", path.c_str(), v->c_str());
+	return v;
+}
+
+Result<std::string> getAppArmorPolicy(const json& j, const std::string& path)
+{
+	return getOneOf(j, path, { "required", "optional" });
+}
+
+Result<std::string> getNetworkMode(const json& j, const std::string& path)
+{
+	return getOneOf(j, path, { "egress", "none" });
+}
+
+Result<std::string> getShmSize(const json& j, const std::string& path)
+{
+	TRY(v, getString(j, path));
+	// A tmpfs size: digits, then nothing, k, m, g or %.
+	size_t digits = v->find_first_not_of("0123456789");
+	bool ok = digits != 0 && (digits == std::string::npos ||
+				  (digits == v->size() - 1 && std::string("kmg%").find(v->back()) != std::string::npos));
+	if (!ok)
+		return fail("%s: '%s' is not a tmpfs size (e.g. 1g, 512m, 50%%)", path.c_str(), v->c_str());
+	return v;
+}
+
+Result<uint32_t> getCertDays(const json& j, const std::string& path)
+{
+	TRY(v, getU32(j, path));
+	if (*v < 1 || *v > 3650)
+		return fail("%s: %u is outside 1..3650", path.c_str(), *v);
+	return v;
+}
+
+Result<int> getGraceSeconds(const json& j, const std::string& path)
+{
+	TRY(v, getU32(j, path));
+	return (int)std::min<uint32_t>(*v, 3600);
+}
+
+Result<uint32_t> getIdleSeconds(const json& j, const std::string& path)
+{
+	TRY(v, getU32(j, path));
+	if (*v > 7 * 86400)
+		return fail("%s: %u is more than 7 days", path.c_str(), *v);
+	return v;
+}
+
+Result<std::string> getMemoryLimit(const json& j, const std::string& path)
+{
+	TRY(s, getString(j, path));
+	return checkMemoryLimit(*s, path);
+}
+
+Result<double> getCpuLimit(const json& j, const std::string& path)
+{
+	if (!j.is_number())
+		return fail("%s: expected a number", path.c_str());
+	return checkCpuLimit(j.get<double>(), path);
+}
+
+Result<uint32_t> getTasksLimit(const json& j, const std::string& path)
+{
+	TRY(n, getU64(j, path));
+	return checkTasksLimit(*n, path);
+}
+
+} // namespace
+
 Result<GlobalConfig> parseGlobalConfig(const json& j)
 {
 	GlobalConfig c;
@@ -140,104 +242,36 @@ Result<GlobalConfig> parseGlobalConfig(const json& j)
 	TRYV(onlyKeys(j, "", { "rootfs", "uidRange", "portRange", "listenAddress", "apparmor", "seccompProfile",
 			       "session", "shmSize", "network", "certificateDays", "graceSeconds",
 			       "idleSeconds" }));
-	if (j.contains("rootfs")) {
-		TRY(v, getString(j["rootfs"], "rootfs"));
-		if (v->empty() || (*v)[0] != '/')
-			return fail("rootfs: '%s' is not an absolute path", v->c_str());
-		c.rootfs = *v;
-	}
-	if (j.contains("uidRange")) {
-		TRY(r, getRange(j["uidRange"], "uidRange", 0xfffffffe));
-		if (r->first < 1000)
-			return fail("uidRange: starts at %u, inside the system range (below 1000)", r->first);
-		c.uids = *r;
-	}
-	if (j.contains("portRange")) {
-		TRY(r, getRange(j["portRange"], "portRange", 65535));
-		if (r->first < 1024)
-			return fail("portRange: starts at %u, a privileged port", r->first);
-		c.ports = *r;
-	}
-	if (j.contains("listenAddress")) {
-		TRY(v, getString(j["listenAddress"], "listenAddress"));
-		if (!isIpLiteral(*v))
-			return fail("listenAddress: '%s' is not an IPv4 or IPv6 address", v->c_str());
-		c.listenAddress = *v;
-	}
+	TRYV(optionalField(j, "rootfs", "", c.rootfs, getAbsolutePath));
+	TRYV(optionalField(j, "uidRange", "", c.uids, getUidRange));
+	TRYV(optionalField(j, "portRange", "", c.ports, getPortRange));
+	TRYV(optionalField(j, "listenAddress", "", c.listenAddress, getListenAddress));
 	if (j.contains("apparmor")) {
 		const json& a = j["apparmor"];
 		TRYV(onlyKeys(a, "apparmor", { "policy", "profile" }));
-		if (a.contains("policy")) {
-			TRY(v, getOneOf(a["policy"], "apparmor.policy", { "required", "optional" }));
-			c.apparmorPolicy = *v;
-		}
-		if (a.contains("profile")) {
-			TRY(v, getString(a["profile"], "apparmor.profile"));
-			c.apparmorProfile = *v;
-		}
+		TRYV(optionalField(a, "policy", "apparmor", c.apparmorPolicy, getAppArmorPolicy));
+		TRYV(optionalField(a, "profile", "apparmor", c.apparmorProfile, getString));
 	}
-	if (j.contains("seccompProfile")) {
-		TRY(v, getString(j["seccompProfile"], "seccompProfile"));
-		c.seccompProfile = *v; // "" = no seccomp filter (only for debugging)
-	}
+	// "" = no seccomp filter (only for debugging)
+	TRYV(optionalField(j, "seccompProfile", "", c.seccompProfile, getString));
 	if (j.contains("session")) {
 		const json& s = j["session"];
 		TRYV(onlyKeys(s, "session", { "command", "shell" }));
-		if (s.contains("command")) {
-			TRY(v, getCommand(s["command"], "session.command"));
-			c.sessionCommand = *v;
-		}
-		if (s.contains("shell")) {
-			TRY(v, getCommand(s["shell"], "session.shell"));
-			c.shellCommand = *v;
-		}
+		TRYV(optionalField(s, "command", "session", c.sessionCommand, getCommand));
+		TRYV(optionalField(s, "shell", "session", c.shellCommand, getCommand));
 	}
-	if (j.contains("shmSize")) {
-		TRY(v, getString(j["shmSize"], "shmSize"));
-		// A tmpfs size: digits, then nothing, k, m, g or %.
-		size_t digits = v->find_first_not_of("0123456789");
-		bool ok = digits != 0 && (digits == std::string::npos ||
-					  (digits == v->size() - 1 && std::string("kmg%").find(v->back()) != std::string::npos));
-		if (!ok)
-			return fail("shmSize: '%s' is not a tmpfs size (e.g. 1g, 512m, 50%%)", v->c_str());
-		c.shmSize = *v;
-	}
+	TRYV(optionalField(j, "shmSize", "", c.shmSize, getShmSize));
 	if (j.contains("network")) {
 		const json& n = j["network"];
 		TRYV(onlyKeys(n, "network", { "mode", "allowHostNetwork", "allowedCidrs", "dns" }));
-		if (n.contains("mode")) {
-			TRY(v, getOneOf(n["mode"], "network.mode", { "egress", "none" }));
-			c.networkMode = *v;
-		}
-		if (n.contains("allowHostNetwork")) {
-			TRY(v, getBool(n["allowHostNetwork"], "network.allowHostNetwork"));
-			c.allowHostNetwork = *v;
-		}
-		if (n.contains("allowedCidrs")) {
-			TRY(v, getStrings(n["allowedCidrs"], "network.allowedCidrs"));
-			c.allowedCidrs = *v;
-		}
-		if (n.contains("dns")) {
-			TRY(v, getStrings(n["dns"], "network.dns"));
-			c.dns = *v;
-		}
+		TRYV(optionalField(n, "mode", "network", c.networkMode, getNetworkMode));
+		TRYV(optionalField(n, "allowHostNetwork", "network", c.allowHostNetwork, getBool));
+		TRYV(optionalField(n, "allowedCidrs", "network", c.allowedCidrs, getStrings));
+		TRYV(optionalField(n, "dns", "network", c.dns, getStrings));
 	}
-	if (j.contains("certificateDays")) {
-		TRY(v, getU32(j["certificateDays"], "certificateDays"));
-		if (*v < 1 || *v > 3650)
-			return fail("certificateDays: %u is outside 1..3650", *v);
-		c.certDays = *v;
-	}
-	if (j.contains("graceSeconds")) {
-		TRY(v, getU32(j["graceSeconds"], "graceSeconds"));
-		c.graceSeconds = (int)std::min<uint32_t>(*v, 3600);
-	}
-	if (j.contains("idleSeconds")) {
-		TRY(v, getU32(j["idleSeconds"], "idleSeconds"));
-		if (*v > 7 * 86400)
-			return fail("idleSeconds: %u is more than 7 days", *v);
-		c.idleSeconds = *v;
-	}
+	TRYV(optionalField(j, "certificateDays", "", c.certDays, getCertDays));
+	TRYV(optionalField(j, "graceSeconds", "", c.graceSeconds, getGraceSeconds));
+	TRYV(optionalField(j, "idleSeconds", "", c.idleSeconds, getIdleSeconds));
 	return c;
 }
 
@@ -247,18 +281,21 @@ Result<GlobalConfig> loadGlobalConfig(const Paths& paths)
 	if (stat(paths.configFile.c_str(), &st) < 0 && errno == ENOENT)
 		return parseGlobalConfig(json::object());
 	TRY(j, readFile(paths.configFile));
-	auto c = parseGlobalConfig(*j);
-	if (!c)
-		return fail("%s: %s", paths.configFile.c_str(), c.error().message().c_str());
+	TRY_CTX(c, parseGlobalConfig(*j), "%s", paths.configFile.c_str());
 	return c;
 }
 
-json toJson(const GlobalConfig& c)
+void to_json(json& j, const IdRange& r)
 {
-	return json {
+	j = json::array({ r.first, r.last });
+}
+
+void to_json(json& j, const GlobalConfig& c)
+{
+	j = json {
 		{ "rootfs", c.rootfs },
-		{ "uidRange", { c.uids.first, c.uids.last } },
-		{ "portRange", { c.ports.first, c.ports.last } },
+		{ "uidRange", c.uids },
+		{ "portRange", c.ports },
 		{ "listenAddress", c.listenAddress },
 		{ "apparmor", { { "policy", c.apparmorPolicy }, { "profile", c.apparmorProfile } } },
 		{ "seccompProfile", c.seccompProfile },
@@ -297,51 +334,18 @@ Result<InstanceConfig> parseInstanceConfig(const json& j)
 	c.port = (uint16_t)*port;
 	TRY(fqdn, getString(j["fqdn"], "fqdn"));
 	c.fqdn = *fqdn;
-	if (j.contains("extraNames")) {
-		TRY(v, getStrings(j["extraNames"], "extraNames"));
-		c.extraNames = *v;
-	}
-	if (j.contains("network")) {
-		TRY(v, getOneOf(j["network"], "network", { "egress", "none" }));
-		c.network = *v;
-	}
-	if (j.contains("created")) {
-		TRY(v, getString(j["created"], "created"));
-		c.created = *v;
-	}
-	if (j.contains("createdUser")) {
-		TRY(v, getBool(j["createdUser"], "createdUser"));
-		c.createdUser = *v;
-	}
-	if (j.contains("idleSeconds")) {
-		TRY(v, getU32(j["idleSeconds"], "idleSeconds"));
-		if (*v > 7 * 86400)
-			return fail("idleSeconds: %u is more than 7 days", *v);
-		c.idleSeconds = *v;
-	}
-	if (j.contains("grants")) {
-		TRY(v, parseGrants(j["grants"], "grants"));
-		c.grants = *v;
-	}
+	TRYV(optionalField(j, "extraNames", "", c.extraNames, getStrings));
+	TRYV(optionalField(j, "network", "", c.network, getNetworkMode));
+	TRYV(optionalField(j, "created", "", c.created, getString));
+	TRYV(optionalField(j, "createdUser", "", c.createdUser, getBool));
+	TRYV(optionalField(j, "idleSeconds", "", c.idleSeconds, getIdleSeconds));
+	TRYV(optionalField(j, "grants", "", c.grants, parseGrants));
 	if (j.contains("limits")) {
 		const json& l = j["limits"];
 		TRYV(onlyKeys(l, "limits", { "memory", "cpus", "tasks" }));
-		if (l.contains("memory")) {
-			TRY(s, getString(l["memory"], "limits.memory"));
-			TRY(v, checkMemoryLimit(*s, "limits.memory"));
-			c.limits.memory = *v;
-		}
-		if (l.contains("cpus")) {
-			if (!l["cpus"].is_number())
-				return fail("limits.cpus: expected a number");
-			TRY(v, checkCpuLimit(l["cpus"].get<double>(), "limits.cpus"));
-			c.limits.cpus = *v;
-		}
-		if (l.contains("tasks")) {
-			TRY(n, getU64(l["tasks"], "limits.tasks"));
-			TRY(v, checkTasksLimit(*n, "limits.tasks"));
-			c.limits.tasks = *v;
-		}
+		TRYV(optionalField(l, "memory", "limits", c.limits.memory, getMemoryLimit));
+		TRYV(optionalField(l, "cpus", "limits", c.limits.cpus, getCpuLimit));
+		TRYV(optionalField(l, "tasks", "limits", c.limits.tasks, getTasksLimit));
 	}
 	return c;
 }
@@ -356,18 +360,27 @@ Result<InstanceConfig> loadInstanceConfig(const Paths& paths, const std::string&
 		return fail("no instance '%s' (create it with: pukaipu create %s --fqdn HOST)", user.c_str(),
 			    user.c_str());
 	TRY(j, readFile(file));
-	auto c = parseInstanceConfig(*j);
-	if (!c)
-		return fail("%s: %s", file.c_str(), c.error().message().c_str());
+	TRY_CTX(c, parseInstanceConfig(*j), "%s", file.c_str());
 	if (c->user != user)
 		return fail("%s: user: '%s' does not match the instance name '%s'", file.c_str(), c->user.c_str(),
 			    user.c_str());
 	return c;
 }
 
-json toJson(const InstanceConfig& c)
+void to_json(json& j, const Limits& l)
 {
-	json j {
+	j = json::object();
+	if (!l.memory.empty())
+		j["memory"] = l.memory;
+	if (l.cpus > 0)
+		j["cpus"] = l.cpus;
+	if (l.tasks > 0)
+		j["tasks"] = l.tasks;
+}
+
+void to_json(json& j, const InstanceConfig& c)
+{
+	j = json {
 		{ "user", c.user }, { "uid", c.uid }, { "gid", c.gid }, { "port", c.port }, { "fqdn", c.fqdn },
 		{ "extraNames", c.extraNames }, { "created", c.created }, { "createdUser", c.createdUser },
 	};
@@ -375,19 +388,10 @@ json toJson(const InstanceConfig& c)
 		j["network"] = c.network;
 	if (c.idleSeconds)
 		j["idleSeconds"] = *c.idleSeconds;
-	if (!c.limits.empty()) {
-		json l = json::object();
-		if (!c.limits.memory.empty())
-			l["memory"] = c.limits.memory;
-		if (c.limits.cpus > 0)
-			l["cpus"] = c.limits.cpus;
-		if (c.limits.tasks > 0)
-			l["tasks"] = c.limits.tasks;
-		j["limits"] = l;
-	}
-	if (json gr = toJson(c.grants); !gr.empty())
+	if (!c.limits.empty())
+		j["limits"] = c.limits;
+	if (json gr = c.grants; !gr.empty())
 		j["grants"] = gr;
-	return j;
 }
 
 } // namespace pukaipu

@@ -218,15 +218,16 @@ Result<Grants> parseGrants(const json& j, const std::string& path)
 	return g;
 }
 
-json toJson(const Grants& g)
+void to_json(json& j, const MountGrant& m)
 {
-	json j = json::object();
-	if (!g.mounts.empty()) {
-		json ms = json::array();
-		for (const auto& m : g.mounts)
-			ms.push_back({ { "host", m.host }, { "container", m.container }, { "mode", m.readOnly ? "ro" : "rw" } });
-		j["mounts"] = ms;
-	}
+	j = json { { "host", m.host }, { "container", m.container }, { "mode", m.readOnly ? "ro" : "rw" } };
+}
+
+void to_json(json& j, const Grants& g)
+{
+	j = json::object();
+	if (!g.mounts.empty())
+		j["mounts"] = g.mounts;
 	if (g.clipboard != "off")
 		j["clipboard"] = g.clipboard;
 	if (g.downloads)
@@ -237,7 +238,6 @@ json toJson(const Grants& g)
 		j["audio"] = "on";
 	if (g.gpu)
 		j["gpu"] = "on";
-	return j;
 }
 
 Result<GrantChange> applyGrant(InstanceConfig& inst, GrantOp op, const std::string& kind, const std::string& value)
@@ -576,7 +576,7 @@ Result<GrantResult> changeGrants(const Paths& p, const GlobalConfig& g, const st
 						       "print to PDF");
 		}
 	}
-	TRYV(writeFileAtomic(p.instanceDir(user) + "/instance.json", toJson(next).dump(2) + "\n", 0644));
+	TRYV(writeFileAtomic(p.instanceDir(user) + "/instance.json", json(next).dump(2) + "\n", 0644));
 	return res;
 }
 
@@ -585,7 +585,7 @@ json describeGrants(const GlobalConfig& g, const InstanceConfig& inst)
 	const Grants& gr = inst.grants;
 	json mounts = json::array();
 	for (const auto& m : gr.mounts)
-		mounts.push_back({ { "host", m.host }, { "container", m.container }, { "mode", m.readOnly ? "ro" : "rw" } });
+		mounts.push_back(m);
 	auto item = [](const std::string& v, bool isDefault) { return json { { "value", v }, { "default", isDefault } }; };
 	return json {
 		{ "user", inst.user },

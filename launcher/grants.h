@@ -70,8 +70,10 @@ inline constexpr const char* kForbiddenHostPaths[] = { "/",   "/boot", "/dev",  
 
 // "grants" of instance.json; `path` names it in errors.
 [[nodiscard]] Result<Grants> parseGrants(const nlohmann::json& j, const std::string& path);
-// Only what differs from the defaults (an empty object for none).
-[[nodiscard]] nlohmann::json toJson(const Grants& g);
+// Only what differs from the defaults (an empty object for none); for
+// nlohmann's `json j = grants;` (found by ADL).
+void to_json(nlohmann::json& j, const MountGrant& m); // {host, container, mode}
+void to_json(nlohmann::json& j, const Grants& g);
 
 // An absolute path without ".", "..", empty components, a trailing '/',
 // control characters or ':'. Returns it unchanged or an error naming `what`.

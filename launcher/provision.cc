@@ -31,6 +31,8 @@ extern char** environ;
 
 namespace pukaipu {
 
+using json = nlohmann::json;
+
 namespace {
 
 // The home layout a session expects, created as the user (see makeHomeLayout).
@@ -481,7 +483,7 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 	// between leaves drop-ins that the next create rewrites, never an
 	// instance whose socket has no port.
 	TRYV(units::writeDropIns(p, g, inst));
-	TRYV(writeFileAtomic(dir + "/instance.json", toJson(inst).dump(2) + "\n", 0644)); // last: now it exists
+	TRYV(writeFileAtomic(dir + "/instance.json", json(inst).dump(2) + "\n", 0644)); // last: now it exists
 
 	CreateResult res;
 	for (const auto& rel : *skipped)
@@ -576,9 +578,9 @@ Result<std::vector<std::string>> removeInstance(const Paths& p, const std::strin
 	if (!instances)
 		return failErrno(errno, "open '%s'", p.instancesDir().c_str());
 	// instance.json first: from here on the instance no longer exists.
-	std::string json = p.instanceDir(user) + "/instance.json";
-	if (unlink(json.c_str()) < 0)
-		return failErrno(errno, "remove '%s'", json.c_str());
+	std::string file = p.instanceDir(user) + "/instance.json";
+	if (unlink(file.c_str()) < 0)
+		return failErrno(errno, "remove '%s'", file.c_str());
 	TRYV(removeTree(instances.get(), user.c_str()));
 	TRYV(units::removeDropIns(p, user));
 	std::vector<std::string> warnings;
@@ -610,10 +612,10 @@ Result<SetResult> setInstance(const Paths& p, const GlobalConfig& g, const std::
 	if (r.idleSeconds)
 		next.idleSeconds = *r.idleSeconds;
 	SetResult res;
-	res.changed = toJson(next) != toJson(*inst);
+	res.changed = json(next) != json(*inst);
 	TRYV(units::writeDropIns(p, g, next));
 	if (res.changed)
-		TRYV(writeFileAtomic(p.instanceDir(user) + "/instance.json", toJson(next).dump(2) + "\n", 0644));
+		TRYV(writeFileAtomic(p.instanceDir(user) + "/instance.json", json(next).dump(2) + "\n", 0644));
 	reloadSystemd(p, res.warnings);
 	res.instance = std::move(next);
 	return res;

@@ -120,7 +120,7 @@ Result<SetRequest> parseLimitArgs(const LimitArgs& a)
 
 json describe(const Paths& p, const InstanceConfig& i)
 {
-	json j = toJson(i);
+	json j = i;
 	j["state"] = running(p, i.user) ? "running" : "stopped";
 	const std::string certDir = p.instanceDir(i.user) + "/certs";
 	for (const char* which : { "client", "server" }) {

@@ -121,7 +121,7 @@ TEST_CASE("grant and revoke: one kind at a time, unknown kinds and values refuse
 	CHECK(err(applyGrant(i, GrantOp::Grant, "downloads", "yes")) == "downloads: 'yes' is not one of: on, off");
 	CHECK(err(applyGrant(i, GrantOp::Grant, "network", "host")) == "network: 'host' is not one of: egress, none");
 	CHECK(err(applyGrant(i, GrantOp::Grant, "mount", "/srv/a:/etc/a")).find("must be inside") != std::string::npos);
-	CHECK(toJson(i) == toJson(before));
+	CHECK(json(i) == json(before));
 
 	auto c = applyGrant(i, GrantOp::Grant, "clipboard", "to-browser");
 	REQUIRE(c);
@@ -187,11 +187,11 @@ TEST_CASE("mount grants: duplicates change nothing, overlapping container paths 
 TEST_CASE("instance.json: grants round-trip, defaults are not written, parsing is strict")
 {
 	InstanceConfig i = instance();
-	CHECK_FALSE(toJson(i).contains("grants"));
+	CHECK_FALSE(json(i).contains("grants"));
 	REQUIRE(applyGrant(i, GrantOp::Grant, "mount", "/srv/a:/mnt/a:rw"));
 	REQUIRE(applyGrant(i, GrantOp::Grant, "clipboard", "both"));
 	REQUIRE(applyGrant(i, GrantOp::Grant, "downloads", "on"));
-	json j = toJson(i);
+	json j = i;
 	CHECK(j["grants"] == json::parse(R"({"mounts":[{"host":"/srv/a","container":"/mnt/a","mode":"rw"}],
 					     "clipboard":"both","downloads":"on"})"));
 	auto back = parseInstanceConfig(j);
