@@ -246,29 +246,17 @@ Result<GlobalConfig> parseGlobalConfig(const json& j)
 	TRYV(optionalField(j, "uidRange", "", c.uids, getUidRange));
 	TRYV(optionalField(j, "portRange", "", c.ports, getPortRange));
 	TRYV(optionalField(j, "listenAddress", "", c.listenAddress, getListenAddress));
-	if (j.contains("apparmor")) {
-		const json& a = j["apparmor"];
-		TRYV(onlyKeys(a, "apparmor", { "policy", "profile" }));
-		TRYV(optionalField(a, "policy", "apparmor", c.apparmorPolicy, getAppArmorPolicy));
-		TRYV(optionalField(a, "profile", "apparmor", c.apparmorProfile, getString));
-	}
+	TRYV(optionalSection(j, "apparmor", "", c, field("policy", &GlobalConfig::apparmorPolicy, getAppArmorPolicy),
+			     field("profile", &GlobalConfig::apparmorProfile, getString)));
 	// "" = no seccomp filter (only for debugging)
 	TRYV(optionalField(j, "seccompProfile", "", c.seccompProfile, getString));
-	if (j.contains("session")) {
-		const json& s = j["session"];
-		TRYV(onlyKeys(s, "session", { "command", "shell" }));
-		TRYV(optionalField(s, "command", "session", c.sessionCommand, getCommand));
-		TRYV(optionalField(s, "shell", "session", c.shellCommand, getCommand));
-	}
+	TRYV(optionalSection(j, "session", "", c, field("command", &GlobalConfig::sessionCommand, getCommand),
+			     field("shell", &GlobalConfig::shellCommand, getCommand)));
 	TRYV(optionalField(j, "shmSize", "", c.shmSize, getShmSize));
-	if (j.contains("network")) {
-		const json& n = j["network"];
-		TRYV(onlyKeys(n, "network", { "mode", "allowHostNetwork", "allowedCidrs", "dns" }));
-		TRYV(optionalField(n, "mode", "network", c.networkMode, getNetworkMode));
-		TRYV(optionalField(n, "allowHostNetwork", "network", c.allowHostNetwork, getBool));
-		TRYV(optionalField(n, "allowedCidrs", "network", c.allowedCidrs, getStrings));
-		TRYV(optionalField(n, "dns", "network", c.dns, getStrings));
-	}
+	TRYV(optionalSection(j, "network", "", c, field("mode", &GlobalConfig::networkMode, getNetworkMode),
+			     field("allowHostNetwork", &GlobalConfig::allowHostNetwork, getBool),
+			     field("allowedCidrs", &GlobalConfig::allowedCidrs, getStrings),
+			     field("dns", &GlobalConfig::dns, getStrings)));
 	TRYV(optionalField(j, "certificateDays", "", c.certDays, getCertDays));
 	TRYV(optionalField(j, "graceSeconds", "", c.graceSeconds, getGraceSeconds));
 	TRYV(optionalField(j, "idleSeconds", "", c.idleSeconds, getIdleSeconds));
@@ -340,13 +328,8 @@ Result<InstanceConfig> parseInstanceConfig(const json& j)
 	TRYV(optionalField(j, "createdUser", "", c.createdUser, getBool));
 	TRYV(optionalField(j, "idleSeconds", "", c.idleSeconds, getIdleSeconds));
 	TRYV(optionalField(j, "grants", "", c.grants, parseGrants));
-	if (j.contains("limits")) {
-		const json& l = j["limits"];
-		TRYV(onlyKeys(l, "limits", { "memory", "cpus", "tasks" }));
-		TRYV(optionalField(l, "memory", "limits", c.limits.memory, getMemoryLimit));
-		TRYV(optionalField(l, "cpus", "limits", c.limits.cpus, getCpuLimit));
-		TRYV(optionalField(l, "tasks", "limits", c.limits.tasks, getTasksLimit));
-	}
+	TRYV(optionalSection(j, "limits", "", c.limits, field("memory", &Limits::memory, getMemoryLimit),
+			     field("cpus", &Limits::cpus, getCpuLimit), field("tasks", &Limits::tasks, getTasksLimit)));
 	return c;
 }
 
