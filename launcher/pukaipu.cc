@@ -17,8 +17,8 @@
 #include "build_config.h"
 #include "base/file_io.h"
 #include "certs/certs.h"
+#include "cmd_grants.h"
 #include "config.h"
-#include "grants.h"
 #include "provision.h"
 #include "base/json_fields.h"
 
@@ -31,6 +31,12 @@ int report(const Error& e)
 {
 	std::fprintf(stderr, "pukaipu: %s\n", e.message().c_str());
 	return 1;
+}
+
+// The exit status of a command that printed its own result.
+int done(const Result<void>& r)
+{
+	return r ? 0 : report(r.error());
 }
 
 bool running(const Paths& p, const std::string& user)
@@ -189,24 +195,25 @@ int main(int argc, char** argv)
 	set->add_option("USER", user)->required();
 	addLimitOptions(set, setLimits, true);
 
-	// Grants and local attach (grants.h).
-	GrantCommand gc;
+	// Grants and local attach (cmd_grants.h).
+	std::string kind, value;
+	std::vector<std::string> xpraOptions;
 	auto* grantCmd = app.add_subcommand("grant", "grant an instance an extra permission, from its next start:\n"
 						    "mount HOST:CONTAINER[:ro|:rw], network egress|none, clipboard\n"
 						    "both|to-browser|from-browser|off, downloads|printing|audio|gpu on|off");
 	auto* revokeCmd = app.add_subcommand("revoke", "take a grant back (from the instance's next start)");
 	for (auto* cmd : { grantCmd, revokeCmd }) {
-		cmd->add_option("USER", gc.user)->required();
-		cmd->add_option("KIND", gc.kind, "mount, network, clipboard, downloads, printing, audio or gpu")->required();
-		cmd->add_option("VALUE", gc.value)->required();
+		cmd->add_option("USER", user)->required();
+		cmd->add_option("KIND", kind, "mount, network, clipboard, downloads, printing, audio or gpu")->required();
+		cmd->add_option("VALUE", value)->required();
 	}
 	auto* grantsCmd = app.add_subcommand("grants", "list an instance's grants (defaults included)");
-	grantsCmd->add_option("USER", gc.user)->required();
-	grantsCmd->add_flag("--json", gc.json, "machine-readable output");
+	grantsCmd->add_option("USER", user)->required();
+	grantsCmd->add_flag("--json", asJson, "machine-readable output");
 	auto* attachCmd = app.add_subcommand("attach", "as USER on this host: open the desktop with the local xpra\n"
 						      "client over its Unix socket (no TLS; mmap)");
-	attachCmd->add_option("USER", gc.user)->required();
-	attachCmd->add_option("XPRA_OPTIONS", gc.extra, "more options for `xpra attach` (after --)");
+	attachCmd->add_option("USER", user)->required();
+	attachCmd->add_option("XPRA_OPTIONS", xpraOptions, "more options for `xpra attach` (after --)");
 
 	try {
 		app.parse(argc, argv);
@@ -216,20 +223,25 @@ int main(int argc, char** argv)
 		std::fprintf(stderr, "pukaipu: %s (see --help)\n", e.what());
 		return 2;
 	}
-	gc.which = grantCmd->parsed()    ? GrantCommand::Grant
-		   : revokeCmd->parsed()  ? GrantCommand::Revoke
-		   : grantsCmd->parsed()  ? GrantCommand::List
-		   : attachCmd->parsed()  ? GrantCommand::Attach
-					  : GrantCommand::None;
-	if (gc.which != GrantCommand::None)
-		return runGrantCommand(paths, gc, &lockState);
+	// attach runs as the user and needs no configuration.
+	if (attachCmd->parsed())
+		return report(execAttach(paths, user, xpraOptions));
 
 	auto global = loadGlobalConfig(paths);
 	if (!global)
 		return report(global.error());
-	bool mutating = create->parsed() || remove->parsed() || renew->parsed() || set->parsed();
+	bool mutating = create->parsed() || remove->parsed() || renew->parsed() || set->parsed() ||
+			grantCmd->parsed() || revokeCmd->parsed();
 	if (mutating && geteuid() != 0)
 		return report(makeError(0, "must run as root"));
+
+	// Each command that changes something takes the provisioning lock itself.
+	if (grantCmd->parsed())
+		return done(cmdChangeGrant(paths, *global, GrantOp::Grant, user, kind, value));
+	if (revokeCmd->parsed())
+		return done(cmdChangeGrant(paths, *global, GrantOp::Revoke, user, kind, value));
+	if (grantsCmd->parsed())
+		return done(cmdListGrants(paths, *global, user, asJson));
 
 	if (create->parsed()) {
 		if (port < 0 || port > 65535)
