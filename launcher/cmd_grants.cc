@@ -6,7 +6,6 @@
 #include <fcntl.h>
 #include <pwd.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -50,41 +49,12 @@ void audit(const std::string& line)
 Result<void> checkHostPathAsUser(const std::string& host, uint32_t uid, uint32_t gid,
 				 const std::vector<std::string>& forbidden)
 {
-	int pipefd[2];
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
-		return failErrno(errno, "pipe");
-	UniqueFd rd(pipefd[0]), wr(pipefd[1]);
-	pid_t pid = fork();
-	if (pid < 0)
-		return failErrno(errno, "fork");
-	if (pid == 0) {
-		// As inside the container: the user's ids, no supplementary groups.
-		Error e {};
-		if (auto became = becomeUser(uid, gid); !became) {
-			e = became.error();
-		} else {
-			auto r = openGuardedSource(host.c_str(), forbidden);
-			if (r)
-				_exit(0);
-			e = r.error();
-		}
-		(void)!write(wr.get(), &e, sizeof(e));
-		_exit(1);
-	}
-	wr.reset();
-	Error e {};
-	ssize_t n;
-	while ((n = read(rd.get(), &e, sizeof(e))) < 0 && errno == EINTR) {
-	}
-	int status = 0;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-	}
-	if (n == (ssize_t)sizeof(e)) {
-		e.what[sizeof(e.what) - 1] = '\0';
-		return failErrno(e.errno_, "%s", e.what); // the child's Error, as it sent it
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return fail("grant '%s': the check as uid %u failed (status %d)", host.c_str(), uid, status);
+	// As inside the container: the user's ids, no supplementary groups.
+	const std::string what = "grant '" + host + "': the check";
+	TRYV(runAsUser(uid, gid, what, [&]() -> Result<std::string> {
+		TRY(fd, openGuardedSource(host.c_str(), forbidden));
+		return std::string();
+	}));
 	return {};
 }
 

@@ -6,7 +6,6 @@
 #include <grp.h>
 #include <pwd.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/process.h"
@@ -41,68 +40,48 @@ bool uidTaken(uint32_t uid)
 	return getpwuid(uid) != nullptr || getgrgid(uid) != nullptr;
 }
 
+// Makes `rel` below dirFd component by component, never following a
+// symlink; false when something that is not a directory is in the way.
+bool makeDirsBelow(int dirFd, const std::string& rel)
+{
+	UniqueFd cur(dup(dirFd));
+	bool ok = cur.valid();
+	for (size_t a = 0; ok && a < rel.size();) {
+		size_t b = rel.find('/', a);
+		if (b == std::string::npos)
+			b = rel.size();
+		std::string comp = rel.substr(a, b - a);
+		if (mkdirat(cur.get(), comp.c_str(), 0700) < 0 && errno != EEXIST)
+			ok = false;
+		cur = UniqueFd(ok ? openat(cur.get(), comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1);
+		ok = ok && cur;
+		a = b + 1;
+	}
+	return ok;
+}
+
 // Creates the session's directories in the user's home AS THE USER, in a
 // child process: a symlink the user planted (~/.config -> /etc) then leads
 // only where the user could write anyway, and root never writes into a
 // directory the user controls. Components that are symlinks are skipped.
 Result<std::vector<std::string>> makeHomeLayout(const std::string& home, uint32_t uid, uint32_t gid)
 {
-	int pipefd[2];
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
-		return failErrno(errno, "pipe");
-	UniqueFd rd(pipefd[0]), wr(pipefd[1]);
-	pid_t pid = fork();
-	if (pid < 0)
-		return failErrno(errno, "fork");
-	if (pid == 0) {
-		rd.reset();
-		if (!becomeUser(uid, gid))
-			_exit(100);
+	const std::string what = "create the home layout in '" + home + "'";
+	TRY(skipped, runAsUser(uid, gid, what, [&]() -> Result<std::string> {
 		umask(077);
 		UniqueFd homeFd(open(home.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
 		if (!homeFd)
-			_exit(101);
-		for (const char* rel : kHomeDirs) {
-			// Walk component by component, never following a symlink.
-			std::string path(rel);
-			UniqueFd cur(dup(homeFd.get()));
-			bool ok = true;
-			for (size_t a = 0; ok && a < path.size();) {
-				size_t b = path.find('/', a);
-				if (b == std::string::npos)
-					b = path.size();
-				std::string comp = path.substr(a, b - a);
-				if (mkdirat(cur.get(), comp.c_str(), 0700) < 0 && errno != EEXIST)
-					ok = false;
-				cur = UniqueFd(ok ? openat(cur.get(), comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
-						  : -1);
-				ok = ok && cur;
-				a = b + 1;
-			}
-			if (!ok) {
-				std::string line = std::string(rel) + "\n";
-				(void)!write(wr.get(), line.data(), line.size());
-			}
-		}
-		_exit(0);
-	}
-	wr.reset();
-	std::string skipped;
-	char buf[256];
-	ssize_t n;
-	while ((n = read(rd.get(), buf, sizeof(buf))) > 0)
-		skipped.append(buf, (size_t)n);
-	rd.reset();
-	int status;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return fail("create the home layout in '%s' as uid %u (status %d)", home.c_str(), uid,
-			    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+			return failErrno(errno, "open home '%s'", home.c_str());
+		std::string lines; // one a directory that could not be made
+		for (const char* rel : kHomeDirs)
+			if (!makeDirsBelow(homeFd.get(), rel))
+				lines += std::string(rel) + "\n";
+		return lines;
+	}));
 	std::vector<std::string> out;
-	for (size_t a = 0; a < skipped.size();) {
-		size_t b = skipped.find('\n', a);
-		out.push_back(skipped.substr(a, b - a));
+	for (size_t a = 0; a < skipped->size();) {
+		size_t b = skipped->find('\n', a);
+		out.push_back(skipped->substr(a, b - a));
 		a = b + 1;
 	}
 	return out;
