@@ -106,15 +106,15 @@ Result<std::string> checkMemoryLimit(const std::string& v, const std::string& wh
 
 Result<double> checkCpuLimit(double v, const std::string& what)
 {
-	if (!(v >= 0.01 && v <= 1024))
-		return fail("%s: %g is not a number of CPUs between 0.01 and 1024", what.c_str(), v);
+	if (!(v >= kMinCpus && v <= kMaxCpus))
+		return fail("%s: %g is not a number of CPUs between %g and %g", what.c_str(), v, kMinCpus, kMaxCpus);
 	return v;
 }
 
 Result<uint32_t> checkTasksLimit(uint64_t v, const std::string& what)
 {
-	if (v < 16 || v > 4194304)
-		return fail("%s: %llu is not between 16 and 4194304", what.c_str(), (unsigned long long)v);
+	if (v < kMinTasks || v > kMaxTasks)
+		return fail("%s: %llu is not between %u and %u", what.c_str(), (unsigned long long)v, kMinTasks, kMaxTasks);
 	return (uint32_t)v;
 }
 

@@ -97,6 +97,10 @@ struct InstanceConfig {
 	return i.idleSeconds.value_or(g.idleSeconds);
 }
 
+// The bounds of the limits, for the checkers below and the command line's.
+inline constexpr double kMinCpus = 0.01, kMaxCpus = 1024;
+inline constexpr uint32_t kMinTasks = 16, kMaxTasks = 4194304;
+
 // Checkers shared by the JSON parser and the command line; each returns the
 // normalized value or an error naming `what`.
 [[nodiscard]] Result<std::string> checkMemoryLimit(const std::string& v, const std::string& what);
