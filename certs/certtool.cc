@@ -71,14 +71,9 @@ Args parse(int argc, char** argv)
 
 Result<void> writePair(const std::string& dir, const std::string& base, X509* cert, EVP_PKEY* key)
 {
-	auto certPem = certToPem(cert);
-	if (!certPem)
-		return tl::unexpected(certPem.error());
-	auto keyPem = keyToPem(key);
-	if (!keyPem)
-		return tl::unexpected(keyPem.error());
-	if (auto r = writeFileAtomic(dir + "/" + base + ".key", *keyPem, 0600); !r)
-		return r;
+	TRY(certPem, certToPem(cert));
+	TRY(keyPem, keyToPem(key));
+	TRYV(writeFileAtomic(dir + "/" + base + ".key", *keyPem, 0600));
 	return writeFileAtomic(dir + "/" + base + ".crt", *certPem, 0644);
 }
 

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base/net_literal.h"
 #include "base/unique_fd.h"
 
 namespace pukaipu {
@@ -43,26 +44,26 @@ Result<std::string> prepareListenSocket(const std::string& address, uint16_t por
 		return std::string("inherited from systemd");
 	}
 
+	auto ip = parseIpLiteral(address);
+	if (!ip)
+		return fail("listenAddress '%s': not an IPv4 or IPv6 address", address.c_str());
 	union {
 		sockaddr_in v4;
 		sockaddr_in6 v6;
 	} sa {};
 	socklen_t len;
-	int family;
-	if (inet_pton(AF_INET, address.c_str(), &sa.v4.sin_addr) == 1) {
-		family = AF_INET;
+	if (ip->family == AF_INET) {
 		sa.v4.sin_family = AF_INET;
 		sa.v4.sin_port = htons(port);
+		std::memcpy(&sa.v4.sin_addr, ip->bytes, ip->size());
 		len = sizeof(sa.v4);
-	} else if (inet_pton(AF_INET6, address.c_str(), &sa.v6.sin6_addr) == 1) {
-		family = AF_INET6;
+	} else {
 		sa.v6.sin6_family = AF_INET6;
 		sa.v6.sin6_port = htons(port);
+		std::memcpy(&sa.v6.sin6_addr, ip->bytes, ip->size());
 		len = sizeof(sa.v6);
-	} else {
-		return fail("listenAddress '%s': not an IPv4 or IPv6 address", address.c_str());
 	}
-	UniqueFd s(socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+	UniqueFd s(socket(ip->family, SOCK_STREAM | SOCK_CLOEXEC, 0));
 	if (!s)
 		return failErrno(errno, "socket");
 	int one = 1;

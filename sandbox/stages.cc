@@ -2,7 +2,7 @@
 // says why it is where it is. The parent runs as host root; the child starts
 // in fresh user, mount, pid, ipc, uts, net and cgroup namespaces.
 //
-// The whole order, in one list (a test, tests/test_layers.py, checks that
+// The whole order, in one list (a test, tests/test_structure.py, checks that
 // the step comments below appear in this order):
 //
 // launcher (launcher/main.cc; for an instance launcher/instance.cc first

@@ -1,6 +1,5 @@
 #include "dropins.h"
 
-#include <arpa/inet.h>
 #include <cerrno>
 #include <cmath>
 #include <fcntl.h>
@@ -10,6 +9,7 @@
 
 #include "base/file_io.h"
 #include "base/json_fields.h"
+#include "base/net_literal.h"
 #include "base/process.h"
 #include "base/sysutil.h"
 
@@ -80,12 +80,12 @@ std::string socketName(const std::string& user)
 
 Result<std::string> listenStream(const std::string& address, uint16_t port)
 {
-	unsigned char buf[16];
-	if (inet_pton(AF_INET, address.c_str(), buf) == 1)
-		return address + ":" + std::to_string(port);
-	if (inet_pton(AF_INET6, address.c_str(), buf) == 1)
+	auto ip = parseIpLiteral(address);
+	if (!ip)
+		return fail("listenAddress '%s': not an IPv4 or IPv6 address", address.c_str());
+	if (ip->family == AF_INET6)
 		return "[" + address + "]:" + std::to_string(port);
-	return fail("listenAddress '%s': not an IPv4 or IPv6 address", address.c_str());
+	return address + ":" + std::to_string(port);
 }
 
 Result<std::string> renderListenDropIn(const GlobalConfig& g, const InstanceConfig& inst)

@@ -155,6 +155,41 @@ class Instances(unittest.TestCase):
                 self.assert_refused(self.pukaipu(*args), needle)
         self.assertEqual(tree_digest(self.s.state, self.s.etc, self.s.home), before)
 
+    def test_bad_numbers_are_usage_errors_naming_the_option(self):
+        # Numbers are parsed and range-checked by the command line parser:
+        # exit status 2, one line naming the option, nothing changed.
+        self.assertEqual(self.create("numset").returncode, 0)
+        before = tree_digest(self.s.state, self.s.etc, self.s.home)
+        cases = [
+            (["create", "bob", "--fqdn", "x.test", "--port", "0"], "--port"),
+            (["create", "bob", "--fqdn", "x.test", "--port", "65536"], "--port"),
+            (["create", "bob", "--fqdn", "x.test", "--port", "http"], "--port"),
+            (["create", "bob", "--fqdn", "x.test", "--uid", "-1"], "--uid"),
+            (["create", "bob", "--fqdn", "x.test", "--uid", "4294967295"], "--uid"),
+            (["create", "bob", "--fqdn", "x.test", "--cpus", "0"], "--cpus"),
+            (["create", "bob", "--fqdn", "x.test", "--cpus", "1,5"], "--cpus"),
+            (["create", "bob", "--fqdn", "x.test", "--cpus", "2000"], "--cpus"),
+            (["create", "bob", "--fqdn", "x.test", "--tasks", "3"], "--tasks"),
+            (["create", "bob", "--fqdn", "x.test", "--tasks", "-16"], "--tasks"),
+            (["create", "bob", "--fqdn", "x.test", "--tasks", "2048x"], "--tasks"),
+            (["set", "numset", "--cpus", "0"], "--cpus"),
+            (["set", "numset", "--cpus", "lots"], "--cpus"),
+            (["set", "numset", "--tasks", "99999999999"], "--tasks"),
+            (["set", "numset", "--tasks", "1.5"], "--tasks"),
+        ]
+        for args, option in cases:
+            with self.subTest(args=args):
+                r = self.pukaipu(*args)
+                self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+                self.assert_refused(r, option)
+        # Not a number at all, past the parser: still one line naming it.
+        self.assert_refused(self.pukaipu("set", "numset", "--cpus", "nan"), "--cpus")
+        self.assertEqual(tree_digest(self.s.state, self.s.etc, self.s.home), before)
+        # "none" still removes a limit (set) and is refused as pointless (create).
+        r = self.pukaipu("set", "numset", "--cpus", "none", "--tasks", "none")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_refused(self.pukaipu("create", "bob", "--fqdn", "x.test", "--tasks", "none"), "'none' is the default")
+
     def test_port_and_uid_collisions_refused(self):
         r = self.create("pa", "--port", "24590", "--uid", "3090")
         self.assertEqual(r.returncode, 0, r.stderr)
