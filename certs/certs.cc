@@ -128,7 +128,7 @@ Result<void> setRandomSerial(X509* x)
 		if (!bn)
 			return sslFail("BN_bin2bn");
 	} while (BN_is_zero(bn.get()));
-	Asn1IntPtr serial(BN_to_ASN1_INTEGER(bn.get(), nullptr));
+	Handle<ASN1_INTEGER, ASN1_INTEGER_free> serial(BN_to_ASN1_INTEGER(bn.get(), nullptr));
 	if (!serial || !X509_set_serialNumber(x, serial.get()))
 		return sslFail("set serial number");
 	return {};
@@ -138,7 +138,7 @@ Result<void> addConfExt(X509V3_CTX* ctx, X509* x, int nid, const char* value)
 {
 	// `value` is always a constant of this file: no untrusted text goes through
 	// OpenSSL's config-string parser (names are encoded in addSan instead).
-	ExtPtr ext(X509V3_EXT_conf_nid(nullptr, ctx, nid, value));
+	Handle<X509_EXTENSION, X509_EXTENSION_free> ext(X509V3_EXT_conf_nid(nullptr, ctx, nid, value));
 	if (!ext)
 		return sslFail(OBJ_nid2sn(nid));
 	if (!X509_add_ext(x, ext.get(), -1))
@@ -152,8 +152,8 @@ Result<void> addSan(X509* x, const std::vector<std::string>& dns, const std::vec
 	if (!names)
 		return sslFail("sk_GENERAL_NAME_new_null");
 	auto push = [&](int type, ASN1_STRING* value) -> Result<void> {
-		Asn1StringPtr owned(value);
-		GenNamePtr gn(GENERAL_NAME_new());
+		Handle<ASN1_STRING, ASN1_STRING_free> owned(value);
+		Handle<GENERAL_NAME, GENERAL_NAME_free> gn(GENERAL_NAME_new());
 		if (!owned || !gn)
 			return sslFail("GENERAL_NAME_new");
 		GENERAL_NAME_set0_value(gn.get(), type, owned.release());
@@ -359,7 +359,7 @@ Result<std::string> toPkcs12(const Issued& leaf, X509* chainCert, const std::str
 	// count is OpenSSL's (2048): the passphrase's 100 random bits carry the
 	// security, not key stretching.
 	const char* name = friendlyName.empty() ? nullptr : friendlyName.c_str();
-	Pkcs12Ptr p12(PKCS12_create_ex(passphrase.c_str(), name, leaf.key.get(), leaf.cert.get(),
+	Handle<PKCS12, PKCS12_free> p12(PKCS12_create_ex(passphrase.c_str(), name, leaf.key.get(), leaf.cert.get(),
 		chain.get(), NID_aes_256_cbc, NID_aes_256_cbc, PKCS12_DEFAULT_ITER, -1 /* no MAC yet */, 0, nullptr,
 		nullptr));
 	if (!p12)

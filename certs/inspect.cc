@@ -193,7 +193,7 @@ Result<CertInfo> inspectCert(X509* x)
 			info.emails.push_back(asn1ToUtf8(static_cast<const ASN1_STRING*>(v)));
 	}
 
-	EkuPtr eku(static_cast<EXTENDED_KEY_USAGE*>(X509_get_ext_d2i(x, NID_ext_key_usage, nullptr, nullptr)));
+	Handle<EXTENDED_KEY_USAGE, EXTENDED_KEY_USAGE_free> eku(static_cast<EXTENDED_KEY_USAGE*>(X509_get_ext_d2i(x, NID_ext_key_usage, nullptr, nullptr)));
 	for (int i = 0; eku && i < sk_ASN1_OBJECT_num(eku.get()); i++) {
 		const ASN1_OBJECT* obj = sk_ASN1_OBJECT_value(eku.get(), i);
 		info.extendedKeyUsages.push_back(objName(obj));
@@ -231,8 +231,8 @@ Result<void> verifyChain(X509* leaf, X509* ca, Purpose purpose, std::string_view
 	if (!leaf || !ca)
 		return fail("verify: certificate missing");
 	// A fresh store has no default paths: the CA given here is the only anchor.
-	StorePtr store(X509_STORE_new());
-	StoreCtxPtr ctx(X509_STORE_CTX_new());
+	Handle<X509_STORE, X509_STORE_free> store(X509_STORE_new());
+	Handle<X509_STORE_CTX, X509_STORE_CTX_free> ctx(X509_STORE_CTX_new());
 	if (!store || !ctx)
 		return sslFail("X509_STORE_new");
 	if (!X509_STORE_add_cert(store.get(), ca))

@@ -14,6 +14,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cli.h"
 #include "build_config.h"
 #include "base/file_io.h"
 #include "certs/certs.h"
@@ -115,22 +116,20 @@ Result<SetRequest> parseLimitArgs(const LimitArgs& a)
 			r.memory = *v;
 		}
 	}
-	// The model's checks have the last word (CLI::Range lets "nan" through).
+	// The model's checks have the last word (CLI::Range lets "nan" through);
+	// 0 means no limit.
+	auto zeroOrChecked = [](auto v, auto check, const char* option) -> decltype(check(v, option)) {
+		if (v == 0)
+			return 0;
+		return check(v, option);
+	};
 	if (a.cpusOption->count()) {
-		if (a.cpus == 0)
-			r.cpus = 0;
-		else {
-			TRY(v, checkCpuLimit(a.cpus, "--cpus"));
-			r.cpus = *v;
-		}
+		TRY(v, zeroOrChecked(a.cpus, checkCpuLimit, "--cpus"));
+		r.cpus = *v;
 	}
 	if (a.tasksOption->count()) {
-		if (a.tasks == 0)
-			r.tasks = 0;
-		else {
-			TRY(v, checkTasksLimit(a.tasks, "--tasks"));
-			r.tasks = *v;
-		}
+		TRY(v, zeroOrChecked(a.tasks, checkTasksLimit, "--tasks"));
+		r.tasks = *v;
 	}
 	if (!a.idle.empty()) {
 		if (a.idle == "default")
@@ -236,14 +235,8 @@ int main(int argc, char** argv)
 	attachCmd->add_option("USER", user)->required();
 	attachCmd->add_option("XPRA_OPTIONS", xpraOptions, "more options for `xpra attach` (after --)");
 
-	try {
-		app.parse(argc, argv);
-	} catch (const CLI::ParseError& e) {
-		if (e.get_exit_code() == 0)
-			return app.exit(e);
-		std::fprintf(stderr, "pukaipu: %s (see --help)\n", e.what());
-		return 2;
-	}
+	if (auto done = parseCommandLine(app, argc, argv, "pukaipu", 2))
+		return *done;
 	// attach runs as the user and needs no configuration.
 	if (attachCmd->parsed())
 		return report(execAttach(paths, user, xpraOptions));

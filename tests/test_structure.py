@@ -91,7 +91,7 @@ class Layers(unittest.TestCase):
         self.fail(f"no link rule for {target} in {path}")
 
     def test_certificate_tool_links_no_sandbox(self):
-        line = self.link_line("certs/pukaipu-certtool")
+        line = self.link_line("tests/pukaipu-certtool")
         self.assertIn("libpukaipu-base.a", line)
         self.assertNotIn("libpukaipu-sandbox.a", line)
         self.assertNotIn("libpukaipu-instance.a", line)
