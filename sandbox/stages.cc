@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "caps.h"
+#include "reach.h"
 #include "reaper.h"
 #include "supervisor.h"
 #include "sync.h"
@@ -341,6 +342,10 @@ Result<Prepared> prepare(Spec spec, const RunOptions& opts)
 			return fail("guarded mount '%s': %zu bind mounts with that destination, expected 1", dest.c_str(),
 				    found);
 	}
+	// The child looks up the rootfs and the bind sources as the user (step 2):
+	// a directory on the way the user may not search is named here, not there.
+	if (auto r = checkReach(spec, p.mounts); !r)
+		return tl::unexpected(r.error());
 
 	std::string aaWarning;
 	auto aa = checkAppArmor(spec.process.apparmorProfile, opts.apparmorPolicy, aaWarning);
