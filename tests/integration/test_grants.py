@@ -94,16 +94,16 @@ def write_config(path, cfg):
     return path
 
 
-# Host folders the tests grant. Not under the build tree: a checkout may live
-# under /tmp, which pukaipu never lets an instance mount.
+# Host folders the tests grant. Not under the build tree or the test scratch
+# (h.TMP): a checkout may live under /tmp, and so does h.TMP when the tests
+# run outside meson, and pukaipu never lets an instance mount /tmp.
 HOSTDATA = f"/srv/pukaipu-test-grants-{os.getpid()}"
 
 
 def setUpModule():
     global S, ROOTFS, AUDIO_ROOTFS, CFG_AUDIO
     os.makedirs(HOSTDATA, mode=0o755, exist_ok=True)
-    os.makedirs(h.TMP, mode=0o755, exist_ok=True)
-    os.chmod(h.TMP, 0o755)
+    h.ensure_tmp()
     S = Sysroot("grants")
     S.run_dir = RUN_DIR
     ROOTFS = make_rootfs("grants-rootfs")
