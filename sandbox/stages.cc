@@ -67,6 +67,7 @@
 #include <unistd.h>
 
 #include "caps.h"
+#include "reach.h"
 #include "reaper.h"
 #include "supervisor.h"
 #include "sync.h"
@@ -380,6 +381,10 @@ Result<Prepared> prepare(Spec spec, const RunOptions& opts)
 	//     by guardBind), then the network's generated resolv.conf.
 	TRY(plan, planMounts(spec, p.warnings));
 	p.mounts = std::move(*plan);
+	//     The child looks up the rootfs and the bind sources as the user
+	//     (step 2): a directory on the way the user may not search is named
+	//     here, not there.
+	TRYV(checkReach(spec, p.mounts));
 	p.network = opts.network;
 	TRY(resolvConf, prepareNetwork(spec, p.network, p.warnings));
 	if (*resolvConf)

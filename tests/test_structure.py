@@ -192,7 +192,7 @@ class StartOrder(unittest.TestCase):
     def test_prepare_steps(self):
         body = self.function("Result<Prepared> prepare(Spec spec, const RunOptions& opts)")
         self.assertInOrder(body, [
-            "// R1.", "checkTrustedPath(", "// R2.", "planMounts(", "prepareNetwork(", "generatedFile(",
+            "// R1.", "checkTrustedPath(", "// R2.", "planMounts(", "checkReach(", "prepareNetwork(", "generatedFile(",
             "// R3.", "checkAppArmor(", "// R4.", "loadOrCompileSeccomp(", "// R5.",
         ])
 

@@ -29,8 +29,7 @@ ROOTFS = PKI = CERTS = ROGUE_TRUST = None
 
 def setUpModule():
     global ROOTFS, PKI, CERTS, ROGUE_TRUST
-    os.makedirs(h.TMP, mode=0o755, exist_ok=True)
-    os.chmod(h.TMP, 0o755)
+    h.ensure_tmp()
     ROOTFS = d.ensure_rootfs("default")
     PKI, CERTS, ROGUE_TRUST = d.make_certs()
 

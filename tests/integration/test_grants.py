@@ -41,6 +41,7 @@ S = None            # the Sysroot
 ROOTFS = None       # busybox + probe + grant mount roots + policy placeholder
 AUDIO_ROOTFS = None  # the same, with what the audio grant looks for
 CFG_AUDIO = CFG_DESKTOP = None
+USER_TOOL = None    # TOOL where the instances' users can run it (user_tool())
 RUN_DIR = f"/run/pukaipu-test-grants-{os.getpid()}"
 UIDS = iter(range(3100, 3199))
 
@@ -94,16 +95,30 @@ def write_config(path, cfg):
     return path
 
 
-# Host folders the tests grant. Not under the build tree: a checkout may live
-# under /tmp, which pukaipu never lets an instance mount.
+# Host folders the tests grant. Not under the build tree or the test scratch
+# (h.TMP): a checkout may live under /tmp, and so does h.TMP when the tests
+# run outside meson, and pukaipu never lets an instance mount /tmp.
 HOSTDATA = f"/srv/pukaipu-test-grants-{os.getpid()}"
 
 
+def user_tool():
+    """TOOL as the instances' users run it (runuser): a copy in h.TMP, since
+    the build tree may be out of their reach (a checkout under root's 0700
+    home)."""
+    dest = os.path.join(h.TMP, "bin", "pukaipu")
+    os.makedirs(os.path.dirname(dest), mode=0o755, exist_ok=True)
+    os.chmod(os.path.dirname(dest), 0o755)
+    shutil.copyfile(TOOL, dest + ".tmp")
+    os.chmod(dest + ".tmp", 0o755)
+    os.replace(dest + ".tmp", dest)
+    return dest
+
+
 def setUpModule():
-    global S, ROOTFS, AUDIO_ROOTFS, CFG_AUDIO
+    global S, ROOTFS, AUDIO_ROOTFS, CFG_AUDIO, USER_TOOL
     os.makedirs(HOSTDATA, mode=0o755, exist_ok=True)
-    os.makedirs(h.TMP, mode=0o755, exist_ok=True)
-    os.chmod(h.TMP, 0o755)
+    h.ensure_tmp()
+    USER_TOOL = user_tool()
     S = Sysroot("grants")
     S.run_dir = RUN_DIR
     ROOTFS = make_rootfs("grants-rootfs")
@@ -230,7 +245,7 @@ class Commands(Base):
     def test_only_root_changes_grants(self):
         self.create("groot")
         uid = self.create("gother")
-        r = S.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", TOOL, "grant", "groot",
+        r = S.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", USER_TOOL, "grant", "groot",
                    "clipboard", "both"])
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("must run as root", r.stderr)
@@ -600,7 +615,7 @@ class DesktopGrants(Base):
         r = self.xpra_as("dintruder", "screenshot", "/home/dintruder/frame.png")
         self.assertNotEqual(r.returncode, 0)
         self.assertFalse(os.path.exists(os.path.join(self.home("dintruder"), "frame.png")))
-        r = S.run(["runuser", "-u", "dintruder", "--", TOOL, "attach", "dattach"])
+        r = S.run(["runuser", "-u", "dintruder", "--", USER_TOOL, "attach", "dattach"])
         self.assertEqual(r.returncode, 1)
         self.assertEqual(r.stderr.strip(), "pukaipu: attach to 'dattach': only dattach can open that "
                                            "desktop: Permission denied")
@@ -611,7 +626,7 @@ class DesktopGrants(Base):
         self.assertIn("runuser -u dattach -- pukaipu attach dattach", r.stderr)
         # Not running: said as such.
         self.create("dstopped")
-        r = S.run(["runuser", "-u", "dstopped", "--", TOOL, "attach", "dstopped"])
+        r = S.run(["runuser", "-u", "dstopped", "--", USER_TOOL, "attach", "dstopped"])
         self.assertEqual(r.returncode, 1)
         self.assertIn("is not running", r.stderr)
         self.attach_with_display("dattach", attach)
@@ -632,7 +647,7 @@ class DesktopGrants(Base):
             log = os.path.join(h.TMP, "grants-attach-client.log")
             with open(log, "w") as logf:
                 client = S.popen(["runuser", "-u", user, "--", "env", f"HOME=/home/{user}", f"DISPLAY={display}",
-                                  TOOL, "attach", user, "--", "--opengl=no", "--notifications=no", "--tray=no",
+                                  USER_TOOL, "attach", user, "--", "--opengl=no", "--notifications=no", "--tray=no",
                                   "--speaker=off", "--microphone=off", "--webcam=no"],
                                  stdout=logf, stderr=subprocess.STDOUT)
 
