@@ -1,12 +1,18 @@
 #include "instance.h"
 
 #include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <dirent.h>
+#include <optional>
+#include <string_view>
 #include <fcntl.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/file_io.h"
+#include "base/unique_fd.h"
 #include "grants.h"
 #include "sandbox/mounts.h"
 #include "sandbox/seccomp_profile.h"
@@ -23,6 +29,53 @@ RuntimePaths RuntimePaths::forUser(const Paths& p, const std::string& user)
 	r.group = r.dir + "/group";
 	r.tls = r.dir + "/tls";
 	return r;
+}
+
+namespace {
+
+// PID from a record, if that process is a pukaipu-run now.
+std::optional<pid_t> liveLauncher(const std::string& record)
+{
+	auto text = readFileLimited(record, 64);
+	if (!text)
+		return std::nullopt;
+	char* end = nullptr;
+	long pid = std::strtol(text->c_str(), &end, 10);
+	if (pid <= 0 || pid > INT32_MAX || (*end != '\n' && *end != '\0'))
+		return std::nullopt;
+	char exe[4096];
+	const std::string link = "/proc/" + std::to_string(pid) + "/exe";
+	ssize_t n = readlink(link.c_str(), exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return std::nullopt;
+	std::string_view target(exe, (size_t)n);
+	constexpr std::string_view name = "/pukaipu-run";
+	if (target.size() < name.size() || target.substr(target.size() - name.size()) != name)
+		return std::nullopt;
+	return (pid_t)pid;
+}
+
+} // namespace
+
+std::vector<pid_t> liveLaunchers(const RuntimePaths& rt, bool desktopOnly)
+{
+	std::vector<pid_t> out;
+	if (auto pid = liveLauncher(rt.desktopRecord()))
+		out.push_back(*pid);
+	if (desktopOnly)
+		return out;
+	UniqueFd dirFd(open(rt.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+	DIR* d = dirFd ? fdopendir(dirFd.release()) : nullptr;
+	if (!d)
+		return out;
+	while (struct dirent* e = readdir(d)) {
+		std::string_view n(e->d_name);
+		if (n.rfind("shell-", 0) == 0 && n.size() > 10 && n.substr(n.size() - 4) == ".pid")
+			if (auto pid = liveLauncher(rt.dir + "/" + e->d_name))
+				out.push_back(*pid);
+	}
+	closedir(d);
+	return out;
 }
 
 Result<UserInfo> checkInstanceUser(const GlobalConfig& g, const InstanceConfig& inst)

@@ -177,7 +177,10 @@ int main(int argc, char** argv)
 	struct Started {
 		std::string pidFile;
 		std::string who;
-	} started { user.empty() ? "" : paths.runDir + "/" + user + "/pid", user.empty() ? bundle : user };
+	} started { user.empty() ? ""
+		    : shell ? RuntimePaths::forUser(paths, user).shellRecord(getpid())
+			    : RuntimePaths::forUser(paths, user).desktopRecord(),
+		    user.empty() ? bundle : user };
 	opts.onStartedCtx = &started;
 	opts.onStarted = [](void* ctx, pid_t) {
 		auto* st = static_cast<Started*>(ctx);

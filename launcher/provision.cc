@@ -20,6 +20,7 @@
 #include "certs/certs.h"
 #include "base/net_literal.h"
 #include "base/sysutil.h"
+#include "instance.h"
 #include "systemd/dropins.h"
 #include "unix_user.h"
 
@@ -28,6 +29,13 @@ namespace pukaipu {
 using json = nlohmann::json;
 
 namespace {
+
+std::string modeString(mode_t m)
+{
+	char b[8];
+	std::snprintf(b, sizeof(b), "%04o", (unsigned)m);
+	return b;
+}
 
 // A DNS name of LDH labels (no wildcards), or an IP address literal.
 bool validHostName(const std::string& s)
@@ -340,6 +348,10 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 	TRYV(writeInstanceState(p, g, inst));
 
 	CreateResult res;
+	struct stat hs;
+	if (!user->add && stat(home->c_str(), &hs) == 0 && (hs.st_mode & 077))
+		res.warnings.push_back("home " + *home + " of the adopted user '" + r.user + "' is open to others (mode " +
+				       modeString(hs.st_mode & 07777) + "): it holds the browser's profile; chmod 700 it");
 	for (const auto& rel : *skipped)
 		res.warnings.push_back("~/" + rel + " in " + *home + " was not created: something that is not a directory "
 				       "(a symlink?) is in the way");
@@ -416,6 +428,12 @@ Result<std::vector<std::string>> removeInstance(const Paths& p, const std::strin
 	if (purgeHome && !inst->createdUser)
 		return fail("user '%s' was not created by pukaipu: its home stays (remove it yourself); nothing changed",
 			    user.c_str());
+	// Under the lock, so no start slips in between: not while any
+	// pukaipu-run of the instance runs (the desktop or a --shell).
+	if (auto live = liveLaunchers(RuntimePaths::forUser(p, user), false); !live.empty())
+		return fail("instance '%s' is running (pukaipu-run pid %d%s); stop it first (systemctl stop pukaipu@%s, "
+			    "or end the shell); nothing changed",
+			    user.c_str(), (int)live[0], live.size() > 1 ? " and more" : "", user.c_str());
 	// An enabled socket without its drop-in would fail at the next boot.
 	if (units::manageSystemd(p)) {
 		auto busy = units::busyUnits(user);

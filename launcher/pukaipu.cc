@@ -20,6 +20,7 @@
 #include "certs/certs.h"
 #include "cmd_grants.h"
 #include "config.h"
+#include "instance.h"
 #include "provision.h"
 #include "base/json_fields.h"
 
@@ -40,20 +41,10 @@ int done(const Result<void>& r)
 	return r ? 0 : report(r.error());
 }
 
+// The desktop runs (its pukaipu-run's record names a live pukaipu-run).
 bool running(const Paths& p, const std::string& user)
 {
-	// pukaipu-run keeps /run/pukaipu/USER/pid while the instance runs.
-	auto pid = readFileLimited(p.runDir + "/" + user + "/pid", 64);
-	if (!pid)
-		return false;
-	std::string exe = "/proc/" + std::to_string(std::atoi(pid->c_str())) + "/exe";
-	char buf[4096];
-	ssize_t n = readlink(exe.c_str(), buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	std::string target(buf);
-	return target.size() >= 11 && target.compare(target.size() - 11, 11, "pukaipu-run") == 0;
+	return !liveLaunchers(RuntimePaths::forUser(p, user), true).empty();
 }
 
 void warnAll(const std::vector<std::string>& warnings)
@@ -300,9 +291,6 @@ int main(int argc, char** argv)
 		return 0;
 	}
 	if (remove->parsed()) {
-		if (running(paths, user))
-			return report(makeError(0, "instance '%s' is running; stop it first (systemctl stop pukaipu@%s)",
-						user.c_str(), user.c_str()));
 		auto r = removeInstance(paths, user, purge);
 		if (!r)
 			return report(r.error());

@@ -164,8 +164,11 @@ Result<std::string> ensureUser(const std::string& user, const UserPlan& plan)
 		return plan.home;
 	const std::string id = std::to_string(plan.uid);
 	TRYV(runTool({ "groupadd", "--gid", id, user }));
+	// HOME_MODE=0700: Debian's login.defs would give 0755 (UMASK 022), and
+	// the home holds the browser's profile, cookies and downloads.
 	auto added = runTool({ "useradd", "--uid", id, "--gid", id, "--home-dir", "/home/" + user, "--create-home",
-			       "--shell", "/usr/sbin/nologin", "--comment", kUserComment, user });
+			       "--key", "HOME_MODE=0700", "--shell", "/usr/sbin/nologin", "--comment", kUserComment,
+			       user });
 	// Not a group without its user: it would hold the id and the name, and
 	// the next create would fail at groupadd.
 	if (!added)

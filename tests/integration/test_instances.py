@@ -98,6 +98,8 @@ class Instances(unittest.TestCase):
             self.assertEqual(st.st_uid, 0, name)
         self.assertFalse(os.path.exists(os.path.join(certs, "client-ca.key")))  # never kept
         home = self.s.host_home("john")
+        # The home pukaipu made is the user's alone (useradd's default here is 0755).
+        self.assertEqual(stat.S_IMODE(os.stat(home).st_mode), 0o700)
         for d in (".config/qtile", ".config/kitty", ".cache", "Downloads", "brave-profile"):
             st = os.stat(os.path.join(home, d))
             self.assertEqual(st.st_uid, uid, d)
@@ -231,9 +233,13 @@ class Instances(unittest.TestCase):
         r = self.s.run(["useradd", "--uid", "3050", "--user-group", "--create-home", "--home-dir",
                         "/home/existing", "existing"])
         self.assertEqual(r.returncode, 0, r.stderr)
+        os.chmod(self.s.host_home("existing"), 0o755)
         r = self.create("existing")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("uid 3050", r.stdout)
+        # An adopted home stays as it is, but a home others can read is said.
+        self.assertIn("is open to others (mode 0755)", r.stderr)
+        self.assertEqual(stat.S_IMODE(os.stat(self.s.host_home("existing")).st_mode), 0o755)
 
     def test_a_user_left_by_a_failed_create_is_still_ours(self):
         # What a create leaves when it fails after useradd: the user, with
@@ -482,6 +488,71 @@ class Instances(unittest.TestCase):
         r = self.s.run([h.RUN, "../etc"])
         self.assertEqual(r.returncode, 125)
         self.assertIn("not a valid user name", r.stderr)
+
+
+class RunRecords(unittest.TestCase):
+    """Each pukaipu-run of an instance keeps its own record: a --shell that
+    ends never removes the desktop's, and remove waits for all of them."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.s = Sysroot("records")
+        cfg = {
+            "rootfs": h.rootfs(),
+            "uidRange": [3200, 3299],
+            "portRange": [24700, 24799],
+            "listenAddress": "127.0.0.1",
+            "apparmor": {"policy": "optional"},
+            "seccompProfile": os.path.join(h.SRC, "profiles/seccomp/default.json"),
+            "session": {"command": ["/bin/sh", "-c", "echo desktop-up; exec sleep 120"],
+                        "shell": ["/bin/sh", "-c", "echo shell-up; sleep 1"]},
+            "network": {"mode": "none"},
+        }
+        with open(cls.s.config, "w") as f:
+            json.dump(cfg, f)
+        r = cls.s.run([TOOL, "create", "rec", "--fqdn", "rec.example.test"])
+        assert r.returncode == 0, r.stderr
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.cleanup()
+
+    def state(self):
+        r = self.s.run([TOOL, "list", "--json"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return {i["user"]: i["state"] for i in json.loads(r.stdout)}["rec"]
+
+    def test_a_shell_ending_leaves_the_desktop_running_and_remove_refused(self):
+        desktop = self.s.popen([h.RUN, "rec"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            self.assertTrue(h.wait_for(lambda: self.state() == "running", timeout=30), "desktop never ran")
+            shell = self.s.run([h.RUN, "rec", "--shell"], timeout=60, stdin=subprocess.DEVNULL)
+            self.assertEqual(shell.returncode, 0, shell.stderr)
+            self.assertIn("shell-up", shell.stdout)
+            # The shell's end took only its own record.
+            self.assertEqual(self.state(), "running")
+            r = self.s.run([TOOL, "remove", "rec"])
+            self.assertNotEqual(r.returncode, 0)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertIn("instance 'rec' is running (pukaipu-run pid", r.stderr)
+            self.assertTrue(os.path.exists(os.path.join(self.s.state, "instances/rec/instance.json")))
+        finally:
+            desktop.terminate()
+            desktop.wait(timeout=30)
+        # A shell alone also holds the instance.
+        shell = self.s.popen([h.RUN, "rec", "--shell"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            run_dir = os.path.join(self.s.run_dir, "rec")
+            self.assertTrue(h.wait_for(lambda: any(n.startswith("shell-") for n in os.listdir(run_dir)), timeout=30))
+            r = self.s.run([TOOL, "remove", "rec"])
+            self.assertNotEqual(r.returncode, 0, r.stdout)
+            self.assertIn("is running", r.stderr)
+        finally:
+            shell.communicate(timeout=60)
+        self.assertEqual(self.state(), "stopped")
+        r = self.s.run([TOOL, "remove", "rec"])
+        self.assertEqual(r.returncode, 0, r.stderr)
 
 
 class DesktopStdio(unittest.TestCase):
