@@ -1,6 +1,8 @@
 #include "cmd_grants.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <fcntl.h>
@@ -21,6 +23,18 @@ namespace pukaipu {
 using json = nlohmann::json;
 
 namespace {
+
+// The user's home as root sees it, symlinks resolved ("" if none).
+std::string homeOf(uint32_t uid)
+{
+	struct passwd* pw = getpwuid(uid);
+	if (!pw || !pw->pw_dir)
+		return "";
+	char* real = realpath(pw->pw_dir, nullptr);
+	std::string out = real ? real : "";
+	std::free(real);
+	return out;
+}
 
 // Who asked: the real uid, and what sudo and the login session say.
 std::string whoAsked()
@@ -46,15 +60,46 @@ void audit(const std::string& line)
 
 } // namespace
 
-Result<void> checkHostPathAsUser(const std::string& host, uint32_t uid, uint32_t gid,
+Result<void> checkHostPathAsUser(MountGrant& m, uint32_t uid, uint32_t gid, const std::string& home,
 				 const std::vector<std::string>& forbidden)
 {
-	// As inside the container: the user's ids, no supplementary groups.
-	const std::string what = "grant '" + host + "': the check";
-	TRYV(runAsUser(uid, gid, what, [&]() -> Result<std::string> {
-		TRY(fd, openGuardedSource(host.c_str(), forbidden));
-		return std::string();
+	// As inside the container: the user's ids, no supplementary groups. The
+	// child answers "DEV INO RESOLVED" for the fd it opened.
+	const std::string what = "grant '" + m.host + "': the check";
+	TRY(found, runAsUser(uid, gid, what, [&]() -> Result<std::string> {
+		TRY(fd, openGuardedSource(m.host.c_str(), forbidden));
+		struct stat st;
+		char real[PATH_MAX];
+		const std::string link = "/proc/self/fd/" + std::to_string(fd->get());
+		ssize_t n = readlink(link.c_str(), real, sizeof(real) - 1);
+		if (fstat(fd->get(), &st) < 0 || n <= 0)
+			return failErrno(errno, "grant '%s'", m.host.c_str());
+		return std::to_string(st.st_dev) + " " + std::to_string(st.st_ino) + " " + std::string(real, (size_t)n);
 	}));
+	unsigned long long dev = 0, ino = 0;
+	int used = 0;
+	if (std::sscanf(found->c_str(), "%llu %llu %n", &dev, &ino, &used) != 2 || used <= 0)
+		return fail("grant '%s': the check answered '%s'", m.host.c_str(), found->c_str());
+	m.resolved = found->substr((size_t)used);
+	m.dev = dev;
+	m.ino = ino;
+	// Every ancestor, as root would see it: one the user may write (or
+	// owns, and so may chmod) would let the user put something else there.
+	for (size_t slash = m.resolved.find('/', 1); slash != std::string::npos;
+	     slash = m.resolved.find('/', slash + 1)) {
+		const std::string dir = m.resolved.substr(0, slash);
+		struct stat st;
+		if (stat(dir.c_str(), &st) < 0)
+			return failErrno(errno, "grant '%s': '%s'", m.host.c_str(), dir.c_str());
+		const bool changeable = st.st_uid == uid || (st.st_mode & S_IWOTH) ||
+					(st.st_gid == gid && (st.st_mode & S_IWGRP));
+		const bool inHome = !home.empty() && (dir == home || startsWithDir(dir, home));
+		if (changeable && !inHome)
+			return fail("grant '%s'%s: refused, the user can change its folder '%s' (and so swap what is "
+				    "granted); grant a folder whose parents only root can change, or one inside the home",
+				    m.host.c_str(), m.resolved == m.host ? "" : (" (resolves to '" + m.resolved + "')").c_str(),
+				    dir.c_str());
+	}
 	return {};
 }
 
@@ -82,7 +127,12 @@ Result<GrantResult> changeGrants(const Paths& p, const GlobalConfig& g, const st
 				return fail("mount: the rootfs '%s' has no '%s' to hold the mount point; use another of /mnt, "
 					    "/media, /srv",
 					    g.rootfs.c_str(), mroot.c_str());
-			TRYV(checkHostPathAsUser(m.host, next.uid, next.gid, forbiddenHostPaths(p, next.uid)));
+			// Record what the path is now, in the grant just added.
+			auto it = std::find(next.grants.mounts.begin(), next.grants.mounts.end(), m);
+			if (it == next.grants.mounts.end())
+				die("a mount grant just added is missing");
+			std::string home = homeOf(next.uid);
+			TRYV(checkHostPathAsUser(*it, next.uid, next.gid, home, forbiddenHostPaths(p, next.uid)));
 		} else if (kind == "gpu" && next.grants.gpu) {
 			if (facts.renderNodes.empty())
 				return fail("gpu: this host has no GPU render nodes (/dev/dri/renderD*)");

@@ -16,7 +16,11 @@ namespace pukaipu {
 
 // The grant-time check of a mount grant's host path: openGuardedSource in a
 // child with the user's uid/gid and no supplementary groups (as inside).
-[[nodiscard]] Result<void> checkHostPathAsUser(const std::string& host, uint32_t uid, uint32_t gid,
+// Fills `m`'s resolved path and identity from what the child opened, then
+// refuses a path with an ancestor that the user may change (write, or own)
+// unless that ancestor is `home`, the user's own home, or inside it: there
+// the recorded identity is what stops a swap.
+[[nodiscard]] Result<void> checkHostPathAsUser(MountGrant& m, uint32_t uid, uint32_t gid, const std::string& home,
 					       const std::vector<std::string>& forbidden);
 
 // `pukaipu grant/revoke`: under the provisioning lock (lockState), loads the

@@ -80,7 +80,9 @@ GrantEffect grantEffect(const InstanceConfig& inst, const GrantFacts& facts, con
 					     { "options", { "nosuid", "nodev", "noexec", "mode=755", "size=64k" } } });
 	// Never "rbind": what is mounted below a granted folder stays out.
 	for (const auto& m : g.mounts) {
-		e.mounts.push_back(bind(m.host, m.container, { "bind", m.readOnly ? "ro" : "rw", "nosuid", "nodev" }));
+		// The path as it was granted, symlinks resolved (checked at start).
+		e.mounts.push_back(bind(m.resolved.empty() ? m.host : m.resolved, m.container,
+					{ "bind", m.readOnly ? "ro" : "rw", "nosuid", "nodev" }));
 		e.guarded.push_back(m.container);
 	}
 
@@ -188,10 +190,41 @@ std::vector<std::string> forbiddenHostPaths(const Paths& p, uint32_t ownUid)
 	auto slash = p.configFile.rfind('/');
 	if (slash != std::string::npos && slash > 0)
 		raw.push_back(p.configFile.substr(0, slash));
+	// Other users' homes: /etc/passwd read as a file (getpwent lists nothing
+	// from sssd without enumeration), every instance's user by name, and
+	// getpwent on top for what NSS can list.
+	auto otherHome = [&](uint32_t uid, const std::string& dir) {
+		if (uid >= 1000 && uid != 65534 && uid != ownUid && !dir.empty() && dir[0] == '/')
+			raw.push_back(dir);
+	};
+	if (auto passwd = readFileLimited("/etc/passwd", 16 << 20)) {
+		for (size_t at = 0; at < passwd->size();) {
+			size_t nl = passwd->find('\n', at);
+			std::string line = passwd->substr(at, nl == std::string::npos ? std::string::npos : nl - at);
+			at = nl == std::string::npos ? passwd->size() : nl + 1;
+			std::vector<std::string> f;
+			for (size_t a = 0, b; f.size() < 7; a = b + 1) {
+				b = line.find(':', a);
+				f.push_back(line.substr(a, b == std::string::npos ? std::string::npos : b - a));
+				if (b == std::string::npos)
+					break;
+			}
+			if (f.size() == 7)
+				otherHome((uint32_t)std::strtoul(f[2].c_str(), nullptr, 10), f[5]);
+		}
+	}
+	if (UniqueFd dir { open(p.instancesDir().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC) }) {
+		if (DIR* d = fdopendir(dir.release())) {
+			while (struct dirent* e = readdir(d))
+				if (e->d_name[0] != '.')
+					if (struct passwd* pw = getpwnam(e->d_name))
+						otherHome(pw->pw_uid, pw->pw_dir ? pw->pw_dir : "");
+			closedir(d);
+		}
+	}
 	setpwent();
 	while (struct passwd* pw = getpwent())
-		if (pw->pw_uid >= 1000 && pw->pw_uid != 65534 && pw->pw_uid != ownUid && pw->pw_dir && pw->pw_dir[0] == '/')
-			raw.push_back(pw->pw_dir);
+		otherHome(pw->pw_uid, pw->pw_dir ? pw->pw_dir : "");
 	endpwent();
 	std::vector<std::string> out;
 	for (const auto& r : raw) {

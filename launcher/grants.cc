@@ -54,7 +54,7 @@ void sortMounts(std::vector<MountGrant>& mounts)
 Result<MountGrant> getMountGrant(const json& j, const std::string& path)
 {
 	using namespace jsonf;
-	TRYV(onlyKeys(j, path, { "host", "container", "mode" }));
+	TRYV(onlyKeys(j, path, { "host", "container", "mode", "resolved", "dev", "ino" }));
 	if (!j.contains("host") || !j.contains("container"))
 		return fail("%s: expected host and container", path.c_str());
 	TRY(host, getString(j["host"], sub(path, "host")));
@@ -62,6 +62,11 @@ Result<MountGrant> getMountGrant(const json& j, const std::string& path)
 	std::string mode = "ro";
 	TRYV(optionalField(j, "mode", path, mode, getString));
 	TRY_CTX(m, parseMountGrant(*host + ":" + *cont + ":" + mode), "%s", path.c_str());
+	TRYV(optionalField(j, "resolved", path, m->resolved, getString));
+	TRYV(optionalField(j, "dev", path, m->dev, getU64));
+	TRYV(optionalField(j, "ino", path, m->ino, getU64));
+	if (!m->resolved.empty())
+		TRYV(checkGrantPath(m->resolved, sub(path, "resolved")));
 	return m;
 }
 
@@ -195,6 +200,11 @@ Result<Grants> parseGrants(const json& j, const std::string& path)
 void to_json(json& j, const MountGrant& m)
 {
 	j = json { { "host", m.host }, { "container", m.container }, { "mode", m.readOnly ? "ro" : "rw" } };
+	if (!m.resolved.empty()) {
+		j["resolved"] = m.resolved;
+		j["dev"] = m.dev;
+		j["ino"] = m.ino;
+	}
 }
 
 void to_json(json& j, const Grants& g)

@@ -14,8 +14,12 @@
 //
 // Mount grants are checked twice with the same code (openGuardedSource in
 // sandbox/mounts.h): at grant time, in a child that took the user's
-// credentials, and at every start by the container's child, which mounts the
-// very fd it checked (RunOptions::guardedDestinations). Container paths of
+// credentials, which also records where the path led and that file's
+// identity; and at every start by the container's child, which opens the
+// recorded path without following symlinks, insists on the same identity,
+// and mounts the very fd it checked (MountSpec::guarded, guardBind). A path
+// with an ancestor the user can write is refused at grant time (the user's
+// own home excepted: there the identity check stops a swap). Container paths of
 // mount grants live under /mnt, /media or /srv, where pukaipu-run puts an
 // empty tmpfs so the mount points can be made.
 //
@@ -42,7 +46,18 @@ struct MountGrant {
 	std::string host;      // absolute, normalized (no "." or ".." or "//")
 	std::string container; // absolute, normalized, under kGrantMountRoots
 	bool readOnly = true;
-	bool operator==(const MountGrant&) const = default;
+	// What `pukaipu grant` found at `host`: where it led (no symlink left)
+	// and that file's st_dev/st_ino. A start mounts `resolved` only while it
+	// is still that file, reached without any symlink. Empty: granted by an
+	// older pukaipu, refused at start until granted again.
+	std::string resolved;
+	uint64_t dev = 0;
+	uint64_t ino = 0;
+	// The same grant: same paths and mode (the identity is what was found).
+	bool operator==(const MountGrant& o) const
+	{
+		return host == o.host && container == o.container && readOnly == o.readOnly;
+	}
 };
 
 struct Grants {

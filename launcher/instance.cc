@@ -298,8 +298,14 @@ Result<InstanceStart> composeInstance(const Paths& paths, const InstanceRequest&
 	// The composed spec goes through the same parser as any bundle.
 	TRY(spec, parseSpec(s.specJson, "/"));
 	const auto forbidden = forbiddenHostPaths(paths, s.user.uid);
-	for (const auto& dest : ge.guarded)
-		TRYV(guardBind(*spec, dest, forbidden));
+	for (const auto& m : s.inst.grants.mounts) {
+		if (m.resolved.empty() || (m.dev == 0 && m.ino == 0))
+			return fail("grant '%s:%s' was made by an older pukaipu and has no recorded identity; grant it "
+				    "again: pukaipu revoke %s mount %s && pukaipu grant %s mount %s",
+				    m.host.c_str(), m.container.c_str(), req.user.c_str(), m.container.c_str(),
+				    req.user.c_str(), formatMountGrant(m).c_str());
+		TRYV(guardBind(*spec, m.container, forbidden, FileIdentity { m.dev, m.ino }));
+	}
 	s.spec = std::move(*spec);
 	return s;
 }

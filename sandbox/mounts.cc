@@ -209,6 +209,7 @@ Result<std::vector<MountPlan>> planMounts(const Spec& spec, std::vector<std::str
 			p.flags |= MS_BIND | (recursive && !m.guarded ? MS_REC : 0); // guarded: never recursive
 		p.guarded = m.guarded;
 		p.forbidden = m.forbidden;
+		p.identity = m.identity;
 		p.populateDev = p.type == "tmpfs" && p.destination == "/dev";
 		p.devTty = p.populateDev && spec.process.terminal;
 		if (p.type == "devpts" && p.data.find("newinstance") == std::string::npos)
@@ -218,7 +219,8 @@ Result<std::vector<MountPlan>> planMounts(const Spec& spec, std::vector<std::str
 	return plan;
 }
 
-Result<void> guardBind(Spec& spec, const std::string& destination, const std::vector<std::string>& forbidden)
+Result<void> guardBind(Spec& spec, const std::string& destination, const std::vector<std::string>& forbidden,
+		       FileIdentity identity)
 {
 	size_t found = 0;
 	for (auto& m : spec.mounts) {
@@ -228,6 +230,7 @@ Result<void> guardBind(Spec& spec, const std::string& destination, const std::ve
 			return fail("guarded mount '%s': not a bind mount", destination.c_str());
 		m.guarded = true;
 		m.forbidden = forbidden;
+		m.identity = identity;
 		found++;
 	}
 	if (found != 1)
@@ -268,11 +271,24 @@ const char* refusedByPrefix(const char* path, const std::vector<std::string>& fo
 	return nullptr;
 }
 
-Result<UniqueFd> openGuardedSource(const char* source, const std::vector<std::string>& forbidden) noexcept
+Result<UniqueFd> openGuardedSource(const char* source, const std::vector<std::string>& forbidden,
+				   FileIdentity identity) noexcept
 {
-	// Follows symlinks, with the caller's own permissions on every component:
-	// a path the user cannot reach fails here already.
-	int raw = open(source, O_PATH | O_CLOEXEC);
+	// With the caller's own permissions on every component: a path the
+	// user cannot reach fails here already. Symlinks are followed only
+	// where no identity is known yet (at grant time).
+	int raw;
+	if (identity.known()) {
+		struct open_how how {};
+		how.flags = O_PATH | O_CLOEXEC;
+		how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+		raw = (int)syscall(SYS_openat2, AT_FDCWD, source, &how, sizeof(how));
+		if (raw < 0 && errno == ELOOP)
+			return failErrno(EPERM, "grant '%s': refused, a symlink is on the way now (it was not when it was "
+						"granted)", source);
+	} else {
+		raw = open(source, O_PATH | O_CLOEXEC);
+	}
 	if (raw < 0)
 		return failErrno(errno, "grant '%s'", source);
 	UniqueFd fd(raw);
@@ -287,6 +303,9 @@ Result<UniqueFd> openGuardedSource(const char* source, const std::vector<std::st
 		return failErrno(errno, "grant '%s'", source);
 	if (st.st_nlink == 0)
 		return failErrno(ENOENT, "grant '%s': it was deleted", source);
+	if (identity.known() && (identity.dev != (uint64_t)st.st_dev || identity.ino != (uint64_t)st.st_ino))
+		return failErrno(EPERM, "grant '%s': refused, it is not the one that was granted (replaced since; "
+					"grant it again if that is meant)", source);
 	if (const char* why = refusedByPrefix(real, forbidden)) {
 		bool same = std::strcmp(real, source) == 0;
 		size_t wl = std::strlen(why);
@@ -408,7 +427,7 @@ Result<void> mountInChild(int rootFd, const MountPlan& m) noexcept
 	if (m.flags & MS_BIND) {
 		UniqueFd srcFd;
 		if (m.guarded) {
-			TRY(g, openGuardedSource(m.source.c_str(), m.forbidden));
+			TRY(g, openGuardedSource(m.source.c_str(), m.forbidden, m.identity));
 			srcFd = std::move(*g);
 		} else {
 			srcFd = UniqueFd(open(m.source.c_str(), O_PATH | O_CLOEXEC));

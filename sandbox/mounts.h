@@ -37,6 +37,9 @@ struct MountPlan {
 	// recursive. Copied from MountSpec::guarded (guardBind()).
 	bool guarded = false;
 	std::vector<std::string> forbidden; // canonical host paths, absolute
+	// A guarded source with a known identity is opened without following
+	// any symlink and mounted only while it is still that file.
+	FileIdentity identity;
 	std::string content;                // type "file" only
 };
 
@@ -44,7 +47,7 @@ struct MountPlan {
 // checked with `forbidden` in the child. Fails unless exactly one bind mount
 // has that destination.
 [[nodiscard]] Result<void> guardBind(Spec& spec, const std::string& destination,
-				     const std::vector<std::string>& forbidden);
+				     const std::vector<std::string>& forbidden, FileIdentity identity = {});
 
 // The plan row for a generated read-only file over the rootfs's file at
 // `destination` (which must exist there: nothing is created in the rootfs).
@@ -106,7 +109,11 @@ inline constexpr DevSymlink kDevSymlinks[] = {
 // directory or a regular file, and the caller may read it (and search it, for
 // a directory). Returns the O_PATH fd to mount. Also used by `pukaipu grant`
 // (in a child that took the user's credentials) to check at grant time.
-[[nodiscard]] Result<UniqueFd> openGuardedSource(const char* source, const std::vector<std::string>& forbidden) noexcept;
+// With a known `identity` (at a start: what `pukaipu grant` recorded), the
+// source is opened without following any symlink on the way
+// (RESOLVE_NO_SYMLINKS) and must still be that file (st_dev, st_ino).
+[[nodiscard]] Result<UniqueFd> openGuardedSource(const char* source, const std::vector<std::string>& forbidden,
+						 FileIdentity identity = {}) noexcept;
 
 // Opens `path` inside rootFd (RESOLVE_IN_ROOT). Used by stages too.
 [[nodiscard]] Result<UniqueFd> openInRoot(int rootFd, const char* path, int flags) noexcept;
