@@ -319,9 +319,9 @@ TEST_CASE("what grants add to a spec")
 TEST_CASE("grant mounts in the plan: bind without rbind, and 'dev' for render nodes")
 {
 	Spec s;
-	s.mounts.push_back({ "/mnt/b", "bind", "/srv/b", { "bind", "rw", "nosuid", "nodev" }, false, {} });
+	s.mounts.push_back({ "/mnt/b", "bind", "/srv/b", { "bind", "rw", "nosuid", "nodev" }, false, {}, {} });
 	s.mounts.push_back({ "/dev/dri/renderD128", "bind", "/dev/dri/renderD128",
-			     { "bind", "rw", "nosuid", "noexec", "dev" }, false, {} });
+			     { "bind", "rw", "nosuid", "noexec", "dev" }, false, {}, {} });
 	std::vector<std::string> w;
 	auto plan = planMounts(s, w);
 	REQUIRE(plan);
@@ -334,9 +334,9 @@ TEST_CASE("guardBind marks one bind mount of the spec; prepare() plans it guarde
 {
 	Spec s;
 	s.rootPath = "/";
-	s.mounts.push_back({ "/mnt/b", "bind", "/srv/b", { "rbind", "rw" }, false, {} });
-	s.mounts.push_back({ "/data/home", "bind", "/home/john", { "rbind", "rw" }, false, {} });
-	s.mounts.push_back({ "/tmp", "tmpfs", "tmpfs", {}, false, {} });
+	s.mounts.push_back({ "/mnt/b", "bind", "/srv/b", { "rbind", "rw" }, false, {}, {} });
+	s.mounts.push_back({ "/data/home", "bind", "/home/john", { "rbind", "rw" }, false, {}, {} });
+	s.mounts.push_back({ "/tmp", "tmpfs", "tmpfs", {}, false, {}, {} });
 	const std::vector<std::string> forbidden { "/", "/etc" };
 	REQUIRE(guardBind(s, "/mnt/b", forbidden));
 	RunOptions o;

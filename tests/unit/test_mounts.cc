@@ -103,7 +103,7 @@ TEST_CASE("/dev/tty only for a process.terminal")
 {
 	std::vector<std::string> w;
 	Spec s;
-	s.mounts.push_back({ "/dev", "tmpfs", "tmpfs", { "mode=755" }, false, {} });
+	s.mounts.push_back({ "/dev", "tmpfs", "tmpfs", { "mode=755" }, false, {}, {} });
 	auto plan = planMounts(s, w);
 	REQUIRE(plan);
 	CHECK((*plan)[0].populateDev);
