@@ -240,7 +240,7 @@ Result<GlobalConfig> parseGlobalConfig(const json& j)
 	GlobalConfig c;
 	c.seccompProfile = std::string(PUKAIPU_DATADIR) + "/seccomp/default.json";
 	TRYV(onlyKeys(j, "", { "rootfs", "uidRange", "portRange", "listenAddress", "apparmor", "seccompProfile",
-			       "session", "shmSize", "network", "certificateDays", "graceSeconds",
+			       "session", "shmSize", "tmpSize", "runtimeDirSize", "network", "certificateDays", "graceSeconds",
 			       "idleSeconds" }));
 	TRYV(optionalField(j, "rootfs", "", c.rootfs, getAbsolutePath));
 	TRYV(optionalField(j, "uidRange", "", c.uids, getUidRange));
@@ -253,6 +253,8 @@ Result<GlobalConfig> parseGlobalConfig(const json& j)
 	TRYV(optionalSection(j, "session", "", c, field("command", &GlobalConfig::sessionCommand, getCommand),
 			     field("shell", &GlobalConfig::shellCommand, getCommand)));
 	TRYV(optionalField(j, "shmSize", "", c.shmSize, getShmSize));
+	TRYV(optionalField(j, "tmpSize", "", c.tmpSize, getShmSize));
+	TRYV(optionalField(j, "runtimeDirSize", "", c.runtimeDirSize, getShmSize));
 	TRYV(optionalSection(j, "network", "", c, field("mode", &GlobalConfig::networkMode, getNetworkMode),
 			     field("allowHostNetwork", &GlobalConfig::allowHostNetwork, getBool),
 			     field("allowedCidrs", &GlobalConfig::allowedCidrs, getStrings),
@@ -289,6 +291,8 @@ void to_json(json& j, const GlobalConfig& c)
 		{ "seccompProfile", c.seccompProfile },
 		{ "session", { { "command", c.sessionCommand }, { "shell", c.shellCommand } } },
 		{ "shmSize", c.shmSize },
+		{ "tmpSize", c.tmpSize },
+		{ "runtimeDirSize", c.runtimeDirSize },
 		{ "network",
 		  { { "mode", c.networkMode },
 		    { "allowHostNetwork", c.allowHostNetwork },

@@ -55,6 +55,11 @@ struct GlobalConfig {
 	std::vector<std::string> sessionCommand { "/usr/lib/pukaipu/xpra-session" };
 	std::vector<std::string> shellCommand { "/bin/bash", "-l" };
 	std::string shmSize = "1g";              // /dev/shm: Chromium needs a large one
+	// The session's other tmpfs mounts, bounded so that filling them stops
+	// there and not at the host's memory: /tmp, and /run/user/UID
+	// (XDG_RUNTIME_DIR, xpra's sockets, the X authority).
+	std::string tmpSize = "512m";
+	std::string runtimeDirSize = "64m";
 	std::string networkMode = "egress";      // default for new instances: egress | none
 	bool allowHostNetwork = false;
 	std::vector<std::string> allowedCidrs;   // private ranges an instance may reach

@@ -167,12 +167,12 @@ json composeSpec(const GlobalConfig& g, const InstanceConfig& inst, const UserIn
 		  { "options", { "nosuid", "nodev", "noexec" } } },
 		{ { "destination", "/sys" }, { "type", "sysfs" }, { "source", "sysfs" },
 		  { "options", { "nosuid", "nodev", "noexec", "ro" } } },
-		tmpfs("/tmp", "mode=1777"),
+		tmpfs("/tmp", "mode=1777,size=" + g.tmpSize),
 		// Xvfb as a user cannot create /tmp/.X11-unix; without it, X listens
 		// only on the abstract socket, reachable from the whole netns.
 		tmpfs("/tmp/.X11-unix", "mode=1777,size=1m"),
 		tmpfs("/run", "noexec,mode=755,size=16m"),
-		tmpfs(runUser, "mode=700"),
+		tmpfs(runUser, "mode=700,size=" + g.runtimeDirSize),
 		bind(u.home, kContainerHome, false),
 		bind(rt.passwd, "/etc/passwd", true),
 		bind(rt.group, "/etc/group", true),

@@ -50,10 +50,13 @@ class Instances(unittest.TestCase):
             "listenAddress": "127.0.0.1",
             "apparmor": {"policy": "optional"},
             "seccompProfile": os.path.join(h.SRC, "profiles/seccomp/default.json"),
+            "tmpSize": "8m",
             "session": {"command": ["/bin/sh", "-c",
                                     "probe status; probe fds; echo LISTEN_FDS=$LISTEN_FDS LISTEN_PID=$LISTEN_PID; "
                                     "echo hello > /data/home/from-inside; cat /etc/passwd; "
-                                    "ls /run/pukaipu/tls; head -c 10 /run/pukaipu/tls/server.key; echo"],
+                                    "ls /run/pukaipu/tls; head -c 10 /run/pukaipu/tls/server.key; echo; "
+                                    "dd if=/dev/zero of=/tmp/fill bs=1048576 count=20 2>/dev/null; "
+                                    "echo tmpfill=$(( $(stat -c %s /tmp/fill) / 1048576 ))"],
                         "shell": ["/bin/sh"]},
             "network": {"mode": "none"},
         }
@@ -424,6 +427,7 @@ class Instances(unittest.TestCase):
         self.assertRegex(res.stdout, rf"(?m)^runner:x:{uid}:{uid}:[^:]*:/data/home:/bin/bash$")
         self.assertIn("client-ca.crt\nserver.crt\nserver.key", res.stdout)
         self.assertIn("-----BEGIN", res.stdout)  # the user can read its key inside
+        self.assertEqual(kv["tmpfill"], "8")  # filling /tmp stops at tmpSize, not at the host's memory
         # The home is the user's, on the host.
         f = os.path.join(self.s.host_home("runner"), "from-inside")
         self.assertEqual(open(f).read(), "hello\n")
