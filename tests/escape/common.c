@@ -239,20 +239,6 @@ void sleep_ms(long ms)
 		;
 }
 
-/* Writes S to PATH: 0, or -errno. */
-int write_str(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC), e;
-	ssize_t n;
-
-	if (fd < 0)
-		return -errno;
-	n = write(fd, s, strlen(s));
-	e = n < 0 ? errno : 0;
-	close(fd);
-	return -e;
-}
-
 /* ------------------------------------------------------------------ */
 /* verdicts (written by the attempt child into a pipe)                 */
 

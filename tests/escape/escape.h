@@ -2,11 +2,17 @@
  * escape.h — what the escape battery's files share (main.c says what the
  * battery is): the helpers in common.c and the attempts, one file per family.
  * An attempt runs in its own child and reports one verdict through say().
+ *
+ * The attempts are alike on purpose: each is one small story, read on its
+ * own (open, try, say the verdict), so `duplicates` lists them as pairs of
+ * the same shape; folding them into a table of callbacks would hide what
+ * each one tries.
  */
 #pragma once
 
 #include <stddef.h>
 
+#include "write_str.h"
 #include "x86_64_compat.h"
 
 /* ---- common.c: errno names, the host's configuration --------------- */
@@ -29,7 +35,6 @@ int pid_exists(long pid);
 unsigned long long start_time(long pid);
 int file_has_token(const char *path, int *err);
 void sleep_ms(long ms);
-int write_str(const char *path, const char *s); /* 0, or -errno */
 
 /* ---- common.c: verdicts (written by the attempt child into a pipe) - */
 

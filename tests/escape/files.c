@@ -102,7 +102,7 @@ void a_proc_root_paths(void)
 	struct dirent *de;
 	int tried = 0, found = 0;
 	size_t i;
-	DIR *d = opendir("/proc");
+	DIR *d = opendir("/proc"); /* the /proc walk is repeated on purpose: each attempt reads alone */
 
 	if (!d) {
 		UNJUDGED("opendir /proc: %s", errname(errno));

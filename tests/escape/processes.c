@@ -24,7 +24,7 @@ void a_host_processes_visible(void)
 	struct dirent *de;
 	int n = 0, hits = 0;
 	char buf[8192], who[256] = "";
-	DIR *d = opendir("/proc");
+	DIR *d = opendir("/proc"); /* the /proc walk is repeated on purpose: each attempt reads alone */
 
 	if (!d) {
 		UNJUDGED("opendir /proc: %s", errname(errno));

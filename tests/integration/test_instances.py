@@ -494,32 +494,49 @@ class Instances(unittest.TestCase):
         self.assertIn("not a valid user name", r.stderr)
 
 
-class RunRecords(unittest.TestCase):
-    """Each pukaipu-run of an instance keeps its own record: a --shell that
-    ends never removes the desktop's, and remove waits for all of them."""
+def instance_sysroot(name, first_uid, first_port, command, shell, **extra):
+    """A Sysroot whose pukaipu.json runs `command` as the desktop (busybox rootfs)."""
+    s = Sysroot(name)
+    cfg = {
+        "rootfs": h.rootfs(),
+        "uidRange": [first_uid, first_uid + 99],
+        "portRange": [first_port, first_port + 99],
+        "listenAddress": "127.0.0.1",
+        "apparmor": {"policy": "optional"},
+        "seccompProfile": os.path.join(h.SRC, "profiles/seccomp/default.json"),
+        "session": {"command": command, "shell": shell},
+        "network": {"mode": "none"},
+        **extra,
+    }
+    with open(s.config, "w") as f:
+        json.dump(cfg, f)
+    return s
+
+
+class OneInstance(unittest.TestCase):
+    """A Sysroot (instance_sysroot) with one instance USER, made once per class."""
+    NAME = USER = ""
+    FIRST_UID = FIRST_PORT = 0
+    COMMAND = SHELL = ["/bin/sh"]
 
     @classmethod
     def setUpClass(cls):
-        cls.s = Sysroot("records")
-        cfg = {
-            "rootfs": h.rootfs(),
-            "uidRange": [3200, 3299],
-            "portRange": [24700, 24799],
-            "listenAddress": "127.0.0.1",
-            "apparmor": {"policy": "optional"},
-            "seccompProfile": os.path.join(h.SRC, "profiles/seccomp/default.json"),
-            "session": {"command": ["/bin/sh", "-c", "echo desktop-up; exec sleep 120"],
-                        "shell": ["/bin/sh", "-c", "echo shell-up; sleep 1"]},
-            "network": {"mode": "none"},
-        }
-        with open(cls.s.config, "w") as f:
-            json.dump(cfg, f)
-        r = cls.s.run([TOOL, "create", "rec", "--fqdn", "rec.example.test"])
+        cls.s = instance_sysroot(cls.NAME, cls.FIRST_UID, cls.FIRST_PORT, cls.COMMAND, cls.SHELL)
+        r = cls.s.run([TOOL, "create", cls.USER, "--fqdn", f"{cls.USER}.example.test"])
         assert r.returncode == 0, r.stderr
 
     @classmethod
     def tearDownClass(cls):
         cls.s.cleanup()
+
+
+class RunRecords(OneInstance):
+    """Each pukaipu-run of an instance keeps its own record: a --shell that
+    ends never removes the desktop's, and remove waits for all of them."""
+
+    NAME, USER, FIRST_UID, FIRST_PORT = "records", "rec", 3200, 24700
+    COMMAND = ["/bin/sh", "-c", "echo desktop-up; exec sleep 120"]
+    SHELL = ["/bin/sh", "-c", "echo shell-up; sleep 1"]
 
     def state(self):
         r = self.s.run([TOOL, "list", "--json"])
@@ -559,7 +576,7 @@ class RunRecords(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
 
 
-class DesktopStdio(unittest.TestCase):
+class DesktopStdio(OneInstance):
     """`pukaipu-run USER` run by an administrator in a terminal: the desktop
     gets none of it (stdin /dev/null, output through the relay with control
     characters escaped, no /dev/tty, a session of its own)."""
@@ -574,27 +591,8 @@ class DesktopStdio(unittest.TestCase):
         "printf '\\033]0;owned\\007\\033[2Jafter-escapes\\n'; "
         "printf 'no newline at the end'")
 
-    @classmethod
-    def setUpClass(cls):
-        cls.s = Sysroot("stdio")
-        cfg = {
-            "rootfs": h.rootfs(),
-            "uidRange": [3100, 3199],
-            "portRange": [24600, 24699],
-            "listenAddress": "127.0.0.1",
-            "apparmor": {"policy": "optional"},
-            "seccompProfile": os.path.join(h.SRC, "profiles/seccomp/default.json"),
-            "session": {"command": ["/bin/sh", "-c", cls.SCRIPT], "shell": ["/bin/sh"]},
-            "network": {"mode": "none"},
-        }
-        with open(cls.s.config, "w") as f:
-            json.dump(cfg, f)
-        r = cls.s.run([TOOL, "create", "ttyuser", "--fqdn", "ttyuser.example.test"])
-        assert r.returncode == 0, r.stderr
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.s.cleanup()
+    NAME, USER, FIRST_UID, FIRST_PORT = "stdio", "ttyuser", 3100, 24600
+    COMMAND = ["/bin/sh", "-c", SCRIPT]
 
     def test_desktop_keeps_nothing_of_the_launchers_terminal(self):
         import pty

@@ -44,6 +44,7 @@
 #include <sys/utsname.h>
 #include <sys/wait.h>
 
+#include "write_str.h"
 #include "x86_64_compat.h"
 
 
@@ -563,20 +564,6 @@ static void t_x32(void)
 static void t_int80(void)
 {
 	report("int80", rawres(int80_syscall5(I386_NR_getpid, 0, 0, 0, 0, 0)));
-}
-
-static int write_str(const char *path, const char *s)
-{
-	int fd, e;
-	ssize_t n;
-
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	n = write(fd, s, strlen(s));
-	e = n < 0 ? errno : 0;
-	close(fd);
-	return -e;
 }
 
 static void t_nested_userns(void)
