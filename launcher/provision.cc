@@ -348,7 +348,6 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 		return fail("--port %u: outside the configured range %u-%u", *r.port, g.ports.first, g.ports.last);
 	if (r.uid && !g.uids.contains(*r.uid))
 		return fail("--uid %u: outside the configured range %u-%u", *r.uid, g.uids.first, g.uids.last);
-	TRYV(units::listenStream(g.listenAddress, 1)); // the socket drop-in needs it
 
 	TRY(lock, lockState(p));
 	const std::string dir = p.instanceDir(r.user);
@@ -483,10 +482,10 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 	}
 	TRY(pass, writeClientCerts(certDir, r.user));
 	inst.created = nowIso();
-	// The units' drop-ins (port, limits) before instance.json: a crash in
-	// between leaves drop-ins that the next create rewrites, never an
-	// instance whose socket has no port.
-	TRYV(units::writeDropIns(p, g, inst));
+	// The unit's drop-in (limits) before instance.json: a crash in between
+	// leaves a drop-in that the next create rewrites, never an instance
+	// without its limits.
+	TRYV(units::writeDropIns(p, inst));
 	TRYV(writeFileAtomic(dir + "/instance.json", toJson(inst).dump(2) + "\n", 0644)); // last: now it exists
 
 	CreateResult res;
@@ -601,9 +600,8 @@ Result<std::vector<std::string>> removeInstance(const Paths& p, const std::strin
 	return warnings;
 }
 
-Result<SetResult> setInstance(const Paths& p, const GlobalConfig& g, const std::string& user, const SetRequest& r)
+Result<SetResult> setInstance(const Paths& p, const std::string& user, const SetRequest& r)
 {
-	TRYV(units::listenStream(g.listenAddress, 1));
 	TRY(lock, lockState(p));
 	TRY(inst, loadInstanceConfig(p, user));
 	InstanceConfig next = *inst;
@@ -617,7 +615,7 @@ Result<SetResult> setInstance(const Paths& p, const GlobalConfig& g, const std::
 		next.idleSeconds = *r.idleSeconds;
 	SetResult res;
 	res.changed = toJson(next) != toJson(*inst);
-	TRYV(units::writeDropIns(p, g, next));
+	TRYV(units::writeDropIns(p, next));
 	if (res.changed)
 		TRYV(writeFileAtomic(p.instanceDir(user) + "/instance.json", toJson(next).dump(2) + "\n", 0644));
 	reloadSystemd(p, res.warnings);

@@ -295,7 +295,7 @@ int main(int argc, char** argv)
 		auto change = parseLimitArgs(setLimits);
 		if (!change)
 			return report(change.error());
-		auto r = setInstance(paths, *global, user, *change);
+		auto r = setInstance(paths, user, *change);
 		if (!r)
 			return report(r.error());
 		warnAll(r->warnings);
