@@ -161,7 +161,7 @@ int main(int argc, char** argv)
 	create->add_option("USER", req.user, "user name (created if missing, with a uid from the range)")->required();
 	create->add_option("--fqdn", req.fqdn, "host name users open in the browser (in the server certificate)")
 		->required();
-	create->add_option("--port", port, "TLS port (default: the lowest free one in the range)");
+	create->add_option("--port", port, "the instance's port, for the front door (default: the lowest free one in the range)");
 	create->add_option("--uid", uid, "uid for a new user (default: the lowest free one in the range)");
 	create->add_option("--extra-name", req.extraNames, "another DNS name or IP address for the server certificate");
 	create->add_option("--server-cert", req.serverCertFile, "an externally issued server certificate (PEM, leaf first)");
