@@ -131,7 +131,7 @@ Result<void> writeFileAtomic(const std::string& path, std::string_view data, mod
 		return failErrno(errno, "open directory '%s'", dir.c_str());
 	auto r = writeFileAtomicAt(dirFd.get(), name, data, mode, owner);
 	if (!r)
-		return tl::unexpected(makeError(r.error().errno_, "%s in '%s'", r.error().what, dir.c_str()));
+		return failErrno(r.error().errno_, "%s in '%s'", r.error().what, dir.c_str()); // errno kept
 	return {};
 }
 

@@ -13,6 +13,7 @@
 #include <initializer_list>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -57,5 +58,53 @@ template <typename F>
 // Reads a whole JSON file through the bounded reader (base/file_io.h) and
 // parses it; errors name the file: "'P': invalid JSON: ..." (exceptions stop here).
 [[nodiscard]] Result<json> readFile(const std::string& path, std::size_t maxBytes = 1 << 20);
+
+// An optional key of object `j`: when present, get(j[key], "path.key")
+// (one of the getters above, or the caller's own that also checks the
+// value) is stored in `out`; when absent, `out` keeps its default.
+//   TRYV(optionalField(j, "certificateDays", path, c.certDays, getCertDays));
+template <typename T, typename Get>
+[[nodiscard]] Result<void> optionalField(const json& j, const char* key, const std::string& path, T& out, Get&& get)
+{
+	auto it = j.find(key);
+	if (it == j.end())
+		return {};
+	TRY(v, get(*it, sub(path, key)));
+	out = std::move(*v);
+	return {};
+}
+
+// One optional key of a section: where it goes in the section's struct and
+// the getter that reads it (for optionalSection).
+template <typename T, typename M, typename Get>
+struct Field {
+	const char* key;
+	M T::*member;
+	Get get;
+};
+template <typename T, typename M, typename Get>
+[[nodiscard]] Field<T, M, Get> field(const char* key, M T::*member, Get get)
+{
+	return { key, member, get };
+}
+
+// An optional object of `j` (a section): when present, it may hold only the
+// keys of `fields`, and each of them that it holds is read into `out`, in
+// order (optionalField); the first error stops.
+//   TRYV(optionalSection(j, "limits", path, c.limits, field("memory", &Limits::memory, getString),
+//                        field("tasks", &Limits::tasks, getU32)));
+template <typename T, typename... Fields>
+[[nodiscard]] Result<void> optionalSection(const json& j, const char* key, const std::string& path, T& out,
+					   const Fields&... fields)
+{
+	auto it = j.find(key);
+	if (it == j.end())
+		return {};
+	const std::string p = sub(path, key);
+	TRYV(onlyKeys(*it, p, { fields.key... }));
+	Result<void> r;
+	((r = optionalField(*it, fields.key, p, out.*fields.member, fields.get), r.has_value()) && ...);
+	return r;
+}
 
 } // namespace pukaipu::jsonf

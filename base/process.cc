@@ -1,6 +1,7 @@
 #include "base/process.h"
 
 #include <cerrno>
+#include <cstring>
 #include <fcntl.h>
 #include <grp.h>
 #include <spawn.h>
@@ -25,6 +26,55 @@ Result<void> becomeUser(uid_t uid, gid_t gid)
 	    rg != gid || eg != gid || sg != gid || getgroups(0, nullptr) != 0)
 		return fail("credentials are not uid %u gid %u after the switch", (unsigned)uid, (unsigned)gid);
 	return {};
+}
+
+Result<std::string> runAsUser(uid_t uid, gid_t gid, const std::string& what,
+			      const std::function<Result<std::string>()>& body)
+{
+	int pipefd[2];
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return failErrno(errno, "%s: pipe", what.c_str());
+	UniqueFd rd(pipefd[0]), wr(pipefd[1]);
+	pid_t pid = fork();
+	if (pid < 0)
+		return failErrno(errno, "%s: fork", what.c_str());
+	if (pid == 0) {
+		rd.reset();
+		auto r = [&]() -> Result<std::string> {
+			TRYV(becomeUser(uid, gid));
+			return body();
+		}();
+		// The answer: '0' and the text, or '1' and the Error's bytes.
+		std::string answer = r ? "0" + *r : "1" + std::string(reinterpret_cast<const char*>(&r.error()), sizeof(Error));
+		for (std::size_t done = 0; done < answer.size();) {
+			ssize_t n = write(wr.get(), answer.data() + done, answer.size() - done);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				_exit(1);
+			done += (std::size_t)n;
+		}
+		_exit(0);
+	}
+	wr.reset();
+	std::string answer;
+	char buf[512];
+	ssize_t n;
+	while ((n = read(rd.get(), buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
+		if (n > 0)
+			answer.append(buf, (std::size_t)n);
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+	}
+	if (answer.size() == 1 + sizeof(Error) && answer[0] == '1') {
+		Error e;
+		std::memcpy(&e, answer.data() + 1, sizeof(e));
+		e.what[sizeof(e.what) - 1] = '\0';
+		return failErrno(e.errno_, "%s", e.what); // the child's Error, as it made it
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || answer.empty() || answer[0] != '0')
+		return fail("%s as uid %u failed (status %d)", what.c_str(), (unsigned)uid, status);
+	return answer.substr(1);
 }
 
 Result<ProgramResult> runProgram(const std::vector<std::string>& argv, bool captureStdout)

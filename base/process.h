@@ -3,6 +3,7 @@
 // the container's own start (see sandbox/stages.cc).
 #pragma once
 
+#include <functional>
 #include <string>
 #include <sys/types.h>
 #include <vector>
@@ -16,6 +17,15 @@ namespace pukaipu {
 // and gid while still root, the uid last: after it nothing can be changed
 // back), then re-reads all three and fails unless they are what was asked.
 [[nodiscard]] Result<void> becomeUser(uid_t uid, gid_t gid);
+
+// Runs `body` in a forked child that first drops to uid/gid (becomeUser),
+// and returns what it returned: its text, or its Error as the child made it
+// (errno kept; sent back over a pipe). For root's helpers that must act with
+// a user's rights (a symlink the user planted then leads only where the user
+// could go anyway). A child that ends without an answer: "WHAT as uid N
+// failed (status S)".
+[[nodiscard]] Result<std::string> runAsUser(uid_t uid, gid_t gid, const std::string& what,
+					    const std::function<Result<std::string>()>& body);
 
 // Where runProgram looks for a program named without a '/': a fixed list,
 // never the caller's PATH (root's environment is not ours to trust).

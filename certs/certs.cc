@@ -8,6 +8,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include "base/net_literal.h"
 #include "ossl.h"
 
 namespace pukaipu::certs {
@@ -84,12 +85,13 @@ Result<void> checkDnsName(const std::string& name)
 	return {};
 }
 
-// An IP literal as 4 or 16 bytes, or null if `s` is not one.
-Asn1OctetPtr parseIp(const std::string& s)
+// An IP literal (isIpLiteral) as the 4 or 16 bytes of an IP SAN.
+Result<Asn1OctetPtr> ipOctets(const IpLiteral& ip)
 {
-	Asn1OctetPtr ip(a2i_IPADDRESS(s.c_str()));
-	ERR_clear_error(); // "not an IP address" is an answer here, not an error
-	return ip;
+	Asn1OctetPtr o(ASN1_OCTET_STRING_new());
+	if (!o || !ASN1_OCTET_STRING_set(o.get(), ip.bytes, static_cast<int>(ip.size())))
+		return sslFail("ASN1_OCTET_STRING_set");
+	return o;
 }
 
 Result<void> checkPrintable(const char* what, const std::string& s)
@@ -126,7 +128,7 @@ Result<void> setRandomSerial(X509* x)
 		if (!bn)
 			return sslFail("BN_bin2bn");
 	} while (BN_is_zero(bn.get()));
-	Asn1IntPtr serial(BN_to_ASN1_INTEGER(bn.get(), nullptr));
+	Handle<ASN1_INTEGER, ASN1_INTEGER_free> serial(BN_to_ASN1_INTEGER(bn.get(), nullptr));
 	if (!serial || !X509_set_serialNumber(x, serial.get()))
 		return sslFail("set serial number");
 	return {};
@@ -136,7 +138,7 @@ Result<void> addConfExt(X509V3_CTX* ctx, X509* x, int nid, const char* value)
 {
 	// `value` is always a constant of this file: no untrusted text goes through
 	// OpenSSL's config-string parser (names are encoded in addSan instead).
-	ExtPtr ext(X509V3_EXT_conf_nid(nullptr, ctx, nid, value));
+	Handle<X509_EXTENSION, X509_EXTENSION_free> ext(X509V3_EXT_conf_nid(nullptr, ctx, nid, value));
 	if (!ext)
 		return sslFail(OBJ_nid2sn(nid));
 	if (!X509_add_ext(x, ext.get(), -1))
@@ -150,8 +152,8 @@ Result<void> addSan(X509* x, const std::vector<std::string>& dns, const std::vec
 	if (!names)
 		return sslFail("sk_GENERAL_NAME_new_null");
 	auto push = [&](int type, ASN1_STRING* value) -> Result<void> {
-		Asn1StringPtr owned(value);
-		GenNamePtr gn(GENERAL_NAME_new());
+		Handle<ASN1_STRING, ASN1_STRING_free> owned(value);
+		Handle<GENERAL_NAME, GENERAL_NAME_free> gn(GENERAL_NAME_new());
 		if (!owned || !gn)
 			return sslFail("GENERAL_NAME_new");
 		GENERAL_NAME_set0_value(gn.get(), type, owned.release());
@@ -166,13 +168,10 @@ Result<void> addSan(X509* x, const std::vector<std::string>& dns, const std::vec
 			ASN1_IA5STRING_free(s);
 			return sslFail("ASN1_STRING_set");
 		}
-		if (auto r = push(GEN_DNS, s); !r)
-			return r;
+		TRYV(push(GEN_DNS, s));
 	}
-	for (const Asn1OctetPtr& ip : ips) {
-		if (auto r = push(GEN_IPADD, ASN1_OCTET_STRING_dup(ip.get())); !r)
-			return r;
-	}
+	for (const Asn1OctetPtr& ip : ips)
+		TRYV(push(GEN_IPADD, ASN1_OCTET_STRING_dup(ip.get())));
 	if (X509_add1_ext_i2d(x, NID_subject_alt_name, names.get(), critical ? 1 : 0, X509V3_ADD_DEFAULT) != 1)
 		return sslFail("add subjectAltName");
 	return {};
@@ -202,16 +201,13 @@ Result<X509Ptr> newCert(const Template& t)
 		return sslFail("X509_new");
 	if (!X509_set_version(x.get(), X509_VERSION_3))
 		return sslFail("X509_set_version");
-	if (auto r = setRandomSerial(x.get()); !r)
-		return tl::unexpected(r.error());
+	TRYV(setRandomSerial(x.get()));
 	std::time_t now = std::time(nullptr);
 	if (!ASN1_TIME_set(X509_getm_notBefore(x.get()), now - kBackdateSeconds)
 		|| !ASN1_TIME_adj(X509_getm_notAfter(x.get()), now, t.validityDays, 0))
 		return sslFail("set validity");
-	if (t.commonName) {
-		if (auto r = addNameEntry(X509_get_subject_name(x.get()), NID_commonName, *t.commonName); !r)
-			return tl::unexpected(r.error());
-	}
+	if (t.commonName)
+		TRYV(addNameEntry(X509_get_subject_name(x.get()), NID_commonName, *t.commonName));
 	if (!X509_set_pubkey(x.get(), t.subjectKey))
 		return sslFail("X509_set_pubkey");
 	return x;
@@ -236,10 +232,8 @@ Result<void> addLeafExtensions(X509* x, const Ca& ca, LeafKind kind)
 		     std::pair { NID_key_usage, "critical,digitalSignature" },
 		     std::pair { NID_ext_key_usage, eku },
 		     std::pair { NID_subject_key_identifier, "hash" },
-		     std::pair { NID_authority_key_identifier, "keyid:always" } }) {
-		if (auto r = addConfExt(&ctx, x, nid, value); !r)
-			return r;
-	}
+		     std::pair { NID_authority_key_identifier, "keyid:always" } })
+		TRYV(addConfExt(&ctx, x, nid, value));
 	return {};
 }
 
@@ -269,14 +263,9 @@ Result<PkeyPtr> generateKey()
 
 Result<Ca> createCa(const std::string& commonName, int validityDays)
 {
-	if (auto r = checkPrintable("CA common name", commonName); !r)
-		return tl::unexpected(r.error());
-	auto key = generateKey();
-	if (!key)
-		return tl::unexpected(key.error());
-	auto x = newCert({ key->get(), &commonName, validityDays });
-	if (!x)
-		return tl::unexpected(x.error());
+	TRYV(checkPrintable("CA common name", commonName));
+	TRY(key, generateKey());
+	TRY(x, newCert({ key->get(), &commonName, validityDays }));
 	if (!X509_set_issuer_name(x->get(), X509_get_subject_name(x->get())))
 		return sslFail("X509_set_issuer_name");
 
@@ -286,12 +275,9 @@ Result<Ca> createCa(const std::string& commonName, int validityDays)
 	for (auto [nid, value] : { std::pair { NID_basic_constraints, "critical,CA:TRUE,pathlen:0" },
 		     std::pair { NID_key_usage, "critical,keyCertSign,cRLSign" },
 		     std::pair { NID_subject_key_identifier, "hash" },
-		     std::pair { NID_authority_key_identifier, "keyid:always" } }) {
-		if (auto r = addConfExt(&ctx, x->get(), nid, value); !r)
-			return tl::unexpected(r.error());
-	}
-	if (auto r = sign(x->get(), key->get()); !r)
-		return tl::unexpected(r.error());
+		     std::pair { NID_authority_key_identifier, "keyid:always" } })
+		TRYV(addConfExt(&ctx, x->get(), nid, value));
+	TRYV(sign(x->get(), key->get()));
 	return Ca { std::move(*x), std::move(*key) };
 }
 
@@ -301,70 +287,51 @@ Result<Issued> issueServerCert(const Ca& ca, const std::string& fqdn, const std:
 	if (validityDays < 1 || validityDays > kMaxServerDays)
 		return fail("server certificate validity of %d days: must be 1 to %d (Apple's limit)", validityDays,
 			kMaxServerDays);
-	if (auto r = checkCaUsable(ca); !r)
-		return tl::unexpected(r.error());
+	TRYV(checkCaUsable(ca));
 
 	std::vector<std::string> dns;
 	std::vector<Asn1OctetPtr> ips;
 	auto addName = [&](const std::string& n, bool ipAllowed, bool dnsAllowed) -> Result<void> {
 		if (ipAllowed) {
-			if (Asn1OctetPtr ip = parseIp(n)) {
-				ips.push_back(std::move(ip));
+			if (auto ip = parseIpLiteral(n)) {
+				TRY(octets, ipOctets(*ip));
+				ips.push_back(std::move(*octets));
 				return {};
 			}
 			if (!dnsAllowed)
 				return fail("'%s' is not an IPv4 or IPv6 address", n.c_str());
 		}
-		if (auto r = checkDnsName(n); !r)
-			return r;
+		TRYV(checkDnsName(n));
 		dns.push_back(n);
 		return {};
 	};
-	if (auto r = addName(fqdn, true, true); !r)
-		return tl::unexpected(r.error());
+	TRYV(addName(fqdn, true, true));
 	for (const std::string& n : extraDnsNames)
-		if (auto r = addName(n, false, true); !r)
-			return tl::unexpected(r.error());
+		TRYV(addName(n, false, true));
 	for (const std::string& n : extraIps)
-		if (auto r = addName(n, true, false); !r)
-			return tl::unexpected(r.error());
+		TRYV(addName(n, true, false));
 
-	auto key = generateKey();
-	if (!key)
-		return tl::unexpected(key.error());
+	TRY(key, generateKey());
 	bool cnFits = fqdn.size() <= 64;
-	auto x = newCert({ key->get(), cnFits ? &fqdn : nullptr, validityDays });
-	if (!x)
-		return tl::unexpected(x.error());
+	TRY(x, newCert({ key->get(), cnFits ? &fqdn : nullptr, validityDays }));
 	if (!X509_set_issuer_name(x->get(), X509_get_subject_name(ca.cert.get())))
 		return sslFail("X509_set_issuer_name");
-	if (auto r = addLeafExtensions(x->get(), ca, LeafKind::Server); !r)
-		return tl::unexpected(r.error());
-	if (auto r = addSan(x->get(), dns, ips, !cnFits); !r)
-		return tl::unexpected(r.error());
-	if (auto r = sign(x->get(), ca.key.get()); !r)
-		return tl::unexpected(r.error());
+	TRYV(addLeafExtensions(x->get(), ca, LeafKind::Server));
+	TRYV(addSan(x->get(), dns, ips, !cnFits));
+	TRYV(sign(x->get(), ca.key.get()));
 	return Issued { std::move(*x), std::move(*key) };
 }
 
 Result<Issued> issueClientCert(const Ca& ca, const std::string& userName, int validityDays)
 {
-	if (auto r = checkPrintable("user name", userName); !r)
-		return tl::unexpected(r.error());
-	if (auto r = checkCaUsable(ca); !r)
-		return tl::unexpected(r.error());
-	auto key = generateKey();
-	if (!key)
-		return tl::unexpected(key.error());
-	auto x = newCert({ key->get(), &userName, validityDays });
-	if (!x)
-		return tl::unexpected(x.error());
+	TRYV(checkPrintable("user name", userName));
+	TRYV(checkCaUsable(ca));
+	TRY(key, generateKey());
+	TRY(x, newCert({ key->get(), &userName, validityDays }));
 	if (!X509_set_issuer_name(x->get(), X509_get_subject_name(ca.cert.get())))
 		return sslFail("X509_set_issuer_name");
-	if (auto r = addLeafExtensions(x->get(), ca, LeafKind::Client); !r)
-		return tl::unexpected(r.error());
-	if (auto r = sign(x->get(), ca.key.get()); !r)
-		return tl::unexpected(r.error());
+	TRYV(addLeafExtensions(x->get(), ca, LeafKind::Client));
+	TRYV(sign(x->get(), ca.key.get()));
 	return Issued { std::move(*x), std::move(*key) };
 }
 
@@ -392,7 +359,7 @@ Result<std::string> toPkcs12(const Issued& leaf, X509* chainCert, const std::str
 	// count is OpenSSL's (2048): the passphrase's 100 random bits carry the
 	// security, not key stretching.
 	const char* name = friendlyName.empty() ? nullptr : friendlyName.c_str();
-	Pkcs12Ptr p12(PKCS12_create_ex(passphrase.c_str(), name, leaf.key.get(), leaf.cert.get(),
+	Handle<PKCS12, PKCS12_free> p12(PKCS12_create_ex(passphrase.c_str(), name, leaf.key.get(), leaf.cert.get(),
 		chain.get(), NID_aes_256_cbc, NID_aes_256_cbc, PKCS12_DEFAULT_ITER, -1 /* no MAC yet */, 0, nullptr,
 		nullptr));
 	if (!p12)
@@ -445,9 +412,7 @@ Result<std::string> keyToPem(EVP_PKEY* key)
 
 Result<X509Ptr> certFromPem(std::string_view pem)
 {
-	auto bio = memReader(pem);
-	if (!bio)
-		return tl::unexpected(bio.error());
+	TRY(bio, memReader(pem));
 	X509Ptr x(PEM_read_bio_X509(bio->get(), nullptr, nullptr, nullptr));
 	if (!x)
 		return sslFail("read PEM certificate");
@@ -456,9 +421,7 @@ Result<X509Ptr> certFromPem(std::string_view pem)
 
 Result<std::vector<X509Ptr>> certChainFromPem(std::string_view pem)
 {
-	auto bio = memReader(pem);
-	if (!bio)
-		return tl::unexpected(bio.error());
+	TRY(bio, memReader(pem));
 	std::vector<X509Ptr> chain;
 	while (X509* x = PEM_read_bio_X509(bio->get(), nullptr, nullptr, nullptr))
 		chain.emplace_back(x);
@@ -473,9 +436,7 @@ Result<std::vector<X509Ptr>> certChainFromPem(std::string_view pem)
 
 Result<PkeyPtr> keyFromPem(std::string_view pem)
 {
-	auto bio = memReader(pem);
-	if (!bio)
-		return tl::unexpected(bio.error());
+	TRY(bio, memReader(pem));
 	// Without a callback OpenSSL would ask for a password on the terminal.
 	auto noPassword = [](char*, int, int, void*) -> int { return -1; };
 	PkeyPtr key(PEM_read_bio_PrivateKey(bio->get(), nullptr, noPassword, nullptr));

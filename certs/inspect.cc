@@ -4,11 +4,13 @@
 #include <cstring>
 
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/objects.h>
 
 #include "base/file_io.h"
+#include "base/net_literal.h"
 #include "certs.h"
 #include "ossl.h"
 
@@ -130,15 +132,6 @@ constexpr KeyUsageName kKeyUsages[] = {
 	{ KU_DECIPHER_ONLY, "decipherOnly" },
 };
 
-bool isIpLiteral(std::string_view s)
-{
-	std::string z(s);
-	ASN1_OCTET_STRING* ip = a2i_IPADDRESS(z.c_str());
-	ERR_clear_error();
-	ASN1_OCTET_STRING_free(ip);
-	return ip != nullptr;
-}
-
 } // namespace
 
 std::string formatTime(std::time_t t)
@@ -177,13 +170,11 @@ Result<CertInfo> inspectCert(X509* x)
 	unsigned int mdLen = 0;
 	if (!X509_digest(x, EVP_sha256(), md, &mdLen))
 		return sslFail("X509_digest");
-	static const char hexDigits[] = "0123456789ABCDEF";
-	for (unsigned int i = 0; i < mdLen; i++) {
-		if (i)
-			info.sha256Fingerprint += ':';
-		info.sha256Fingerprint += hexDigits[md[i] >> 4];
-		info.sha256Fingerprint += hexDigits[md[i] & 15];
-	}
+	// "AB:CD:...": upper case, ':' between bytes, as browsers show it.
+	char hex[EVP_MAX_MD_SIZE * 3];
+	if (!OPENSSL_buf2hexstr_ex(hex, sizeof(hex), nullptr, md, mdLen, ':'))
+		return sslFail("OPENSSL_buf2hexstr_ex");
+	info.sha256Fingerprint = hex;
 
 	const char* sig = OBJ_nid2ln(X509_get_signature_nid(x));
 	info.signatureAlgorithm = sig ? sig : "unknown";
@@ -202,7 +193,7 @@ Result<CertInfo> inspectCert(X509* x)
 			info.emails.push_back(asn1ToUtf8(static_cast<const ASN1_STRING*>(v)));
 	}
 
-	EkuPtr eku(static_cast<EXTENDED_KEY_USAGE*>(X509_get_ext_d2i(x, NID_ext_key_usage, nullptr, nullptr)));
+	Handle<EXTENDED_KEY_USAGE, EXTENDED_KEY_USAGE_free> eku(static_cast<EXTENDED_KEY_USAGE*>(X509_get_ext_d2i(x, NID_ext_key_usage, nullptr, nullptr)));
 	for (int i = 0; eku && i < sk_ASN1_OBJECT_num(eku.get()); i++) {
 		const ASN1_OBJECT* obj = sk_ASN1_OBJECT_value(eku.get(), i);
 		info.extendedKeyUsages.push_back(objName(obj));
@@ -221,10 +212,8 @@ Result<CertInfo> inspectCert(X509* x)
 	info.pathLen = X509_get_pathlen(x);
 	info.selfSigned = X509_self_signed(x, 1) == 1;
 
-	auto nb = toTimeT(X509_get0_notBefore(x));
-	auto na = toTimeT(X509_get0_notAfter(x));
-	if (!nb || !na)
-		return tl::unexpected(!nb ? nb.error() : na.error());
+	TRY(nb, toTimeT(X509_get0_notBefore(x)));
+	TRY(na, toTimeT(X509_get0_notAfter(x)));
 	info.notBefore = *nb;
 	info.notAfter = *na;
 	ERR_clear_error();
@@ -233,9 +222,7 @@ Result<CertInfo> inspectCert(X509* x)
 
 Result<CertInfo> inspect(std::string_view pem)
 {
-	auto x = certFromPem(pem);
-	if (!x)
-		return tl::unexpected(x.error());
+	TRY(x, certFromPem(pem));
 	return inspectCert(x->get());
 }
 
@@ -244,8 +231,8 @@ Result<void> verifyChain(X509* leaf, X509* ca, Purpose purpose, std::string_view
 	if (!leaf || !ca)
 		return fail("verify: certificate missing");
 	// A fresh store has no default paths: the CA given here is the only anchor.
-	StorePtr store(X509_STORE_new());
-	StoreCtxPtr ctx(X509_STORE_CTX_new());
+	Handle<X509_STORE, X509_STORE_free> store(X509_STORE_new());
+	Handle<X509_STORE_CTX, X509_STORE_CTX_free> ctx(X509_STORE_CTX_new());
 	if (!store || !ctx)
 		return sslFail("X509_STORE_new");
 	if (!X509_STORE_add_cert(store.get(), ca))
@@ -261,8 +248,9 @@ Result<void> verifyChain(X509* leaf, X509* ca, Purpose purpose, std::string_view
 		X509_VERIFY_PARAM_set_time(param, at);
 	if (!hostname.empty()) {
 		std::string h(hostname);
-		int ok = isIpLiteral(h) ? X509_VERIFY_PARAM_set1_ip_asc(param, h.c_str())
-					: X509_VERIFY_PARAM_set1_host(param, h.data(), h.size());
+		auto ip = parseIpLiteral(h);
+		int ok = ip ? X509_VERIFY_PARAM_set1_ip(param, ip->bytes, ip->size())
+			    : X509_VERIFY_PARAM_set1_host(param, h.data(), h.size());
 		if (!ok)
 			return sslFail("set expected host name");
 	}
@@ -278,30 +266,22 @@ Result<void> verifyChain(X509* leaf, X509* ca, Purpose purpose, std::string_view
 Result<void> verifyChain(std::string_view leafPem, std::string_view caPem, Purpose purpose, std::string_view hostname,
 	std::time_t at)
 {
-	auto leaf = certFromPem(leafPem);
-	if (!leaf)
-		return tl::unexpected(leaf.error());
-	auto ca = certFromPem(caPem);
-	if (!ca)
-		return tl::unexpected(ca.error());
+	TRY(leaf, certFromPem(leafPem));
+	TRY(ca, certFromPem(caPem));
 	return verifyChain(leaf->get(), ca->get(), purpose, hostname, at);
 }
 
 Result<Ca> loadCa(const std::string& certPath, const std::string& keyPath)
 {
-	auto certPem = readFileLimited(certPath);
-	if (!certPem)
-		return tl::unexpected(certPem.error());
-	auto keyPem = readFileLimited(keyPath);
-	if (!keyPem)
-		return tl::unexpected(keyPem.error());
-	auto key = keyFromPem(*keyPem);
-	OPENSSL_cleanse(keyPem->data(), keyPem->size());
-	if (!key)
-		return fail("CA key '%s': %s", keyPath.c_str(), key.error().what);
-	auto cert = certFromPem(*certPem);
-	if (!cert)
-		return fail("CA certificate '%s': %s", certPath.c_str(), cert.error().what);
+	TRY(certPem, readFileLimited(certPath));
+	TRY(keyPem, readFileLimited(keyPath));
+	// The key's PEM text is wiped whatever happens below.
+	struct Wipe {
+		std::string& s;
+		~Wipe() { OPENSSL_cleanse(s.data(), s.size()); }
+	} wipe { *keyPem };
+	TRY_CTX(key, keyFromPem(*keyPem), "CA key '%s'", keyPath.c_str());
+	TRY_CTX(cert, certFromPem(*certPem), "CA certificate '%s'", certPath.c_str());
 	if (X509_check_private_key(cert->get(), key->get()) != 1) {
 		ERR_clear_error();
 		return fail("CA key '%s' does not belong to certificate '%s'", keyPath.c_str(), certPath.c_str());
@@ -316,12 +296,8 @@ Result<Ca> loadCa(const std::string& certPath, const std::string& keyPath)
 Result<ServerCertCheck> checkExternalServerCert(std::string_view certPem, std::string_view keyPem,
 	std::string_view fqdn, std::time_t at)
 {
-	auto chain = certChainFromPem(certPem);
-	if (!chain)
-		return fail("server certificate: %s", chain.error().what);
-	auto key = keyFromPem(keyPem);
-	if (!key)
-		return fail("server key: %s", key.error().what);
+	TRY_CTX(chain, certChainFromPem(certPem), "server certificate");
+	TRY_CTX(key, keyFromPem(keyPem), "server key");
 	X509* leaf = chain->front().get();
 	if (X509_check_private_key(leaf, key->get()) != 1) {
 		ERR_clear_error();
@@ -334,9 +310,7 @@ Result<ServerCertCheck> checkExternalServerCert(std::string_view certPem, std::s
 				i + 1, i + 2);
 	}
 
-	auto info = inspectCert(leaf);
-	if (!info)
-		return tl::unexpected(info.error());
+	TRY(info, inspectCert(leaf));
 	std::time_t now = at != 0 ? at : std::time(nullptr);
 	if (info->notBefore > now)
 		return fail("server certificate is not valid before %s", formatTime(info->notBefore).c_str());
@@ -354,7 +328,8 @@ Result<ServerCertCheck> checkExternalServerCert(std::string_view certPem, std::s
 		return fail("server certificate has a %d-bit RSA key (at least 2048 needed)", info->keyBits);
 	if (!fqdn.empty()) {
 		std::string h(fqdn);
-		int ok = isIpLiteral(h) ? X509_check_ip_asc(leaf, h.c_str(), 0) : X509_check_host(leaf, h.data(), h.size(), 0, nullptr);
+		auto ip = parseIpLiteral(h);
+		int ok = ip ? X509_check_ip(leaf, ip->bytes, ip->size(), 0) : X509_check_host(leaf, h.data(), h.size(), 0, nullptr);
 		ERR_clear_error();
 		if (ok != 1)
 			return fail("server certificate does not name '%s'", h.c_str());

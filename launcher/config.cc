@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/json_fields.h"
+#include "base/net_literal.h"
 #include "build_config.h"
 
 namespace pukaipu {
@@ -105,15 +106,15 @@ Result<std::string> checkMemoryLimit(const std::string& v, const std::string& wh
 
 Result<double> checkCpuLimit(double v, const std::string& what)
 {
-	if (!(v >= 0.01 && v <= 1024))
-		return fail("%s: %g is not a number of CPUs between 0.01 and 1024", what.c_str(), v);
+	if (!(v >= kMinCpus && v <= kMaxCpus))
+		return fail("%s: %g is not a number of CPUs between %g and %g", what.c_str(), v, kMinCpus, kMaxCpus);
 	return v;
 }
 
 Result<uint32_t> checkTasksLimit(uint64_t v, const std::string& what)
 {
-	if (v < 16 || v > 4194304)
-		return fail("%s: %llu is not between 16 and 4194304", what.c_str(), (unsigned long long)v);
+	if (v < kMinTasks || v > kMaxTasks)
+		return fail("%s: %llu is not between %u and %u", what.c_str(), (unsigned long long)v, kMinTasks, kMaxTasks);
 	return (uint32_t)v;
 }
 
@@ -132,109 +133,135 @@ Result<uint32_t> parseDuration(const std::string& v, const std::string& what)
 	return (uint32_t)(n * unit);
 }
 
+namespace {
+
+// Getters of single fields (optionalField), each with its own check; errors
+// name the field's path.
+
+Result<std::string> getAbsolutePath(const json& j, const std::string& path)
+{
+	TRY(v, getString(j, path));
+	if (v->empty() || (*v)[0] != '/')
+		return fail("%s: '%s' is not an absolute path", path.c_str(), v->c_str());
+	return v;
+}
+
+Result<IdRange> getUidRange(const json& j, const std::string& path)
+{
+	TRY(r, getRange(j, path, 0xfffffffe));
+	if (r->first < 1000)
+		return fail("%s: starts at %u, inside the system range (below 1000)", path.c_str(), r->first);
+	return r;
+}
+
+Result<IdRange> getPortRange(const json& j, const std::string& path)
+{
+	TRY(r, getRange(j, path, 65535));
+	if (r->first < 1024)
+		return fail("%s: starts at %u, a privileged port", path.c_str(), r->first);
+	return r;
+}
+
+Result<std::string> getListenAddress(const json& j, const std::string& path)
+{
+	TRY(v, getString(j, path));
+	if (!isIpLiteral(*v))
+		return fail("%s: '%s' is not an IPv4 or IPv6 address", path.c_str(), v->c_str());
+	return v;
+}
+
+Result<std::string> getAppArmorPolicy(const json& j, const std::string& path)
+{
+	return getOneOf(j, path, { "required", "optional" });
+}
+
+Result<std::string> getNetworkMode(const json& j, const std::string& path)
+{
+	return getOneOf(j, path, { "egress", "none" });
+}
+
+Result<std::string> getShmSize(const json& j, const std::string& path)
+{
+	TRY(v, getString(j, path));
+	// A tmpfs size: digits, then nothing, k, m, g or %.
+	size_t digits = v->find_first_not_of("0123456789");
+	bool ok = digits != 0 && (digits == std::string::npos ||
+				  (digits == v->size() - 1 && std::string("kmg%").find(v->back()) != std::string::npos));
+	if (!ok)
+		return fail("%s: '%s' is not a tmpfs size (e.g. 1g, 512m, 50%%)", path.c_str(), v->c_str());
+	return v;
+}
+
+Result<uint32_t> getCertDays(const json& j, const std::string& path)
+{
+	TRY(v, getU32(j, path));
+	if (*v < 1 || *v > 3650)
+		return fail("%s: %u is outside 1..3650", path.c_str(), *v);
+	return v;
+}
+
+Result<int> getGraceSeconds(const json& j, const std::string& path)
+{
+	TRY(v, getU32(j, path));
+	return (int)std::min<uint32_t>(*v, 3600);
+}
+
+Result<uint32_t> getIdleSeconds(const json& j, const std::string& path)
+{
+	TRY(v, getU32(j, path));
+	if (*v > 7 * 86400)
+		return fail("%s: %u is more than 7 days", path.c_str(), *v);
+	return v;
+}
+
+Result<std::string> getMemoryLimit(const json& j, const std::string& path)
+{
+	TRY(s, getString(j, path));
+	return checkMemoryLimit(*s, path);
+}
+
+Result<double> getCpuLimit(const json& j, const std::string& path)
+{
+	if (!j.is_number())
+		return fail("%s: expected a number", path.c_str());
+	return checkCpuLimit(j.get<double>(), path);
+}
+
+Result<uint32_t> getTasksLimit(const json& j, const std::string& path)
+{
+	TRY(n, getU64(j, path));
+	return checkTasksLimit(*n, path);
+}
+
+} // namespace
+
 Result<GlobalConfig> parseGlobalConfig(const json& j)
 {
 	GlobalConfig c;
 	c.seccompProfile = std::string(PUKAIPU_DATADIR) + "/seccomp/default.json";
 	TRYV(onlyKeys(j, "", { "rootfs", "uidRange", "portRange", "listenAddress", "apparmor", "seccompProfile",
-			       "session", "shmSize", "network", "certificateDays", "graceSeconds",
+			       "session", "shmSize", "tmpSize", "runtimeDirSize", "network", "certificateDays", "graceSeconds",
 			       "idleSeconds" }));
-	if (j.contains("rootfs")) {
-		TRY(v, getString(j["rootfs"], "rootfs"));
-		if (v->empty() || (*v)[0] != '/')
-			return fail("rootfs: '%s' is not an absolute path", v->c_str());
-		c.rootfs = *v;
-	}
-	if (j.contains("uidRange")) {
-		TRY(r, getRange(j["uidRange"], "uidRange", 0xfffffffe));
-		if (r->first < 1000)
-			return fail("uidRange: starts at %u, inside the system range (below 1000)", r->first);
-		c.uids = *r;
-	}
-	if (j.contains("portRange")) {
-		TRY(r, getRange(j["portRange"], "portRange", 65535));
-		if (r->first < 1024)
-			return fail("portRange: starts at %u, a privileged port", r->first);
-		c.ports = *r;
-	}
-	if (j.contains("listenAddress")) {
-		TRY(v, getString(j["listenAddress"], "listenAddress"));
-		c.listenAddress = *v;
-	}
-	if (j.contains("apparmor")) {
-		const json& a = j["apparmor"];
-		TRYV(onlyKeys(a, "apparmor", { "policy", "profile" }));
-		if (a.contains("policy")) {
-			TRY(v, getOneOf(a["policy"], "apparmor.policy", { "required", "optional" }));
-			c.apparmorPolicy = *v;
-		}
-		if (a.contains("profile")) {
-			TRY(v, getString(a["profile"], "apparmor.profile"));
-			c.apparmorProfile = *v;
-		}
-	}
-	if (j.contains("seccompProfile")) {
-		TRY(v, getString(j["seccompProfile"], "seccompProfile"));
-		c.seccompProfile = *v; // "" = no seccomp filter (only for debugging)
-	}
-	if (j.contains("session")) {
-		const json& s = j["session"];
-		TRYV(onlyKeys(s, "session", { "command", "shell" }));
-		if (s.contains("command")) {
-			TRY(v, getCommand(s["command"], "session.command"));
-			c.sessionCommand = *v;
-		}
-		if (s.contains("shell")) {
-			TRY(v, getCommand(s["shell"], "session.shell"));
-			c.shellCommand = *v;
-		}
-	}
-	if (j.contains("shmSize")) {
-		TRY(v, getString(j["shmSize"], "shmSize"));
-		// A tmpfs size: digits, then nothing, k, m, g or %.
-		size_t digits = v->find_first_not_of("0123456789");
-		bool ok = digits != 0 && (digits == std::string::npos ||
-					  (digits == v->size() - 1 && std::string("kmg%").find(v->back()) != std::string::npos));
-		if (!ok)
-			return fail("shmSize: '%s' is not a tmpfs size (e.g. 1g, 512m, 50%%)", v->c_str());
-		c.shmSize = *v;
-	}
-	if (j.contains("network")) {
-		const json& n = j["network"];
-		TRYV(onlyKeys(n, "network", { "mode", "allowHostNetwork", "allowedCidrs", "dns" }));
-		if (n.contains("mode")) {
-			TRY(v, getOneOf(n["mode"], "network.mode", { "egress", "none" }));
-			c.networkMode = *v;
-		}
-		if (n.contains("allowHostNetwork")) {
-			TRY(v, getBool(n["allowHostNetwork"], "network.allowHostNetwork"));
-			c.allowHostNetwork = *v;
-		}
-		if (n.contains("allowedCidrs")) {
-			TRY(v, getStrings(n["allowedCidrs"], "network.allowedCidrs"));
-			c.allowedCidrs = *v;
-		}
-		if (n.contains("dns")) {
-			TRY(v, getStrings(n["dns"], "network.dns"));
-			c.dns = *v;
-		}
-	}
-	if (j.contains("certificateDays")) {
-		TRY(v, getU32(j["certificateDays"], "certificateDays"));
-		if (*v < 1 || *v > 3650)
-			return fail("certificateDays: %u is outside 1..3650", *v);
-		c.certDays = *v;
-	}
-	if (j.contains("graceSeconds")) {
-		TRY(v, getU32(j["graceSeconds"], "graceSeconds"));
-		c.graceSeconds = (int)std::min<uint32_t>(*v, 3600);
-	}
-	if (j.contains("idleSeconds")) {
-		TRY(v, getU32(j["idleSeconds"], "idleSeconds"));
-		if (*v > 7 * 86400)
-			return fail("idleSeconds: %u is more than 7 days", *v);
-		c.idleSeconds = *v;
-	}
+	TRYV(optionalField(j, "rootfs", "", c.rootfs, getAbsolutePath));
+	TRYV(optionalField(j, "uidRange", "", c.uids, getUidRange));
+	TRYV(optionalField(j, "portRange", "", c.ports, getPortRange));
+	TRYV(optionalField(j, "listenAddress", "", c.listenAddress, getListenAddress));
+	TRYV(optionalSection(j, "apparmor", "", c, field("policy", &GlobalConfig::apparmorPolicy, getAppArmorPolicy),
+			     field("profile", &GlobalConfig::apparmorProfile, getString)));
+	// "" = no seccomp filter (only for debugging)
+	TRYV(optionalField(j, "seccompProfile", "", c.seccompProfile, getString));
+	TRYV(optionalSection(j, "session", "", c, field("command", &GlobalConfig::sessionCommand, getCommand),
+			     field("shell", &GlobalConfig::shellCommand, getCommand)));
+	TRYV(optionalField(j, "shmSize", "", c.shmSize, getShmSize));
+	TRYV(optionalField(j, "tmpSize", "", c.tmpSize, getShmSize));
+	TRYV(optionalField(j, "runtimeDirSize", "", c.runtimeDirSize, getShmSize));
+	TRYV(optionalSection(j, "network", "", c, field("mode", &GlobalConfig::networkMode, getNetworkMode),
+			     field("allowHostNetwork", &GlobalConfig::allowHostNetwork, getBool),
+			     field("allowedCidrs", &GlobalConfig::allowedCidrs, getStrings),
+			     field("dns", &GlobalConfig::dns, getStrings)));
+	TRYV(optionalField(j, "certificateDays", "", c.certDays, getCertDays));
+	TRYV(optionalField(j, "graceSeconds", "", c.graceSeconds, getGraceSeconds));
+	TRYV(optionalField(j, "idleSeconds", "", c.idleSeconds, getIdleSeconds));
 	return c;
 }
 
@@ -244,23 +271,28 @@ Result<GlobalConfig> loadGlobalConfig(const Paths& paths)
 	if (stat(paths.configFile.c_str(), &st) < 0 && errno == ENOENT)
 		return parseGlobalConfig(json::object());
 	TRY(j, readFile(paths.configFile));
-	auto c = parseGlobalConfig(*j);
-	if (!c)
-		return fail("%s: %s", paths.configFile.c_str(), c.error().message().c_str());
+	TRY_CTX(c, parseGlobalConfig(*j), "%s", paths.configFile.c_str());
 	return c;
 }
 
-json toJson(const GlobalConfig& c)
+void to_json(json& j, const IdRange& r)
 {
-	return json {
+	j = json::array({ r.first, r.last });
+}
+
+void to_json(json& j, const GlobalConfig& c)
+{
+	j = json {
 		{ "rootfs", c.rootfs },
-		{ "uidRange", { c.uids.first, c.uids.last } },
-		{ "portRange", { c.ports.first, c.ports.last } },
+		{ "uidRange", c.uids },
+		{ "portRange", c.ports },
 		{ "listenAddress", c.listenAddress },
 		{ "apparmor", { { "policy", c.apparmorPolicy }, { "profile", c.apparmorProfile } } },
 		{ "seccompProfile", c.seccompProfile },
 		{ "session", { { "command", c.sessionCommand }, { "shell", c.shellCommand } } },
 		{ "shmSize", c.shmSize },
+		{ "tmpSize", c.tmpSize },
+		{ "runtimeDirSize", c.runtimeDirSize },
 		{ "network",
 		  { { "mode", c.networkMode },
 		    { "allowHostNetwork", c.allowHostNetwork },
@@ -294,52 +326,14 @@ Result<InstanceConfig> parseInstanceConfig(const json& j)
 	c.port = (uint16_t)*port;
 	TRY(fqdn, getString(j["fqdn"], "fqdn"));
 	c.fqdn = *fqdn;
-	if (j.contains("extraNames")) {
-		TRY(v, getStrings(j["extraNames"], "extraNames"));
-		c.extraNames = *v;
-	}
-	if (j.contains("network")) {
-		TRY(v, getOneOf(j["network"], "network", { "egress", "none" }));
-		c.network = *v;
-	}
-	if (j.contains("created")) {
-		TRY(v, getString(j["created"], "created"));
-		c.created = *v;
-	}
-	if (j.contains("createdUser")) {
-		TRY(v, getBool(j["createdUser"], "createdUser"));
-		c.createdUser = *v;
-	}
-	if (j.contains("idleSeconds")) {
-		TRY(v, getU32(j["idleSeconds"], "idleSeconds"));
-		if (*v > 7 * 86400)
-			return fail("idleSeconds: %u is more than 7 days", *v);
-		c.idleSeconds = *v;
-	}
-	if (j.contains("grants")) {
-		TRY(v, parseGrants(j["grants"], "grants"));
-		c.grants = *v;
-	}
-	if (j.contains("limits")) {
-		const json& l = j["limits"];
-		TRYV(onlyKeys(l, "limits", { "memory", "cpus", "tasks" }));
-		if (l.contains("memory")) {
-			TRY(s, getString(l["memory"], "limits.memory"));
-			TRY(v, checkMemoryLimit(*s, "limits.memory"));
-			c.limits.memory = *v;
-		}
-		if (l.contains("cpus")) {
-			if (!l["cpus"].is_number())
-				return fail("limits.cpus: expected a number");
-			TRY(v, checkCpuLimit(l["cpus"].get<double>(), "limits.cpus"));
-			c.limits.cpus = *v;
-		}
-		if (l.contains("tasks")) {
-			TRY(n, getU64(l["tasks"], "limits.tasks"));
-			TRY(v, checkTasksLimit(*n, "limits.tasks"));
-			c.limits.tasks = *v;
-		}
-	}
+	TRYV(optionalField(j, "extraNames", "", c.extraNames, getStrings));
+	TRYV(optionalField(j, "network", "", c.network, getNetworkMode));
+	TRYV(optionalField(j, "created", "", c.created, getString));
+	TRYV(optionalField(j, "createdUser", "", c.createdUser, getBool));
+	TRYV(optionalField(j, "idleSeconds", "", c.idleSeconds, getIdleSeconds));
+	TRYV(optionalField(j, "grants", "", c.grants, parseGrants));
+	TRYV(optionalSection(j, "limits", "", c.limits, field("memory", &Limits::memory, getMemoryLimit),
+			     field("cpus", &Limits::cpus, getCpuLimit), field("tasks", &Limits::tasks, getTasksLimit)));
 	return c;
 }
 
@@ -353,18 +347,27 @@ Result<InstanceConfig> loadInstanceConfig(const Paths& paths, const std::string&
 		return fail("no instance '%s' (create it with: pukaipu create %s --fqdn HOST)", user.c_str(),
 			    user.c_str());
 	TRY(j, readFile(file));
-	auto c = parseInstanceConfig(*j);
-	if (!c)
-		return fail("%s: %s", file.c_str(), c.error().message().c_str());
+	TRY_CTX(c, parseInstanceConfig(*j), "%s", file.c_str());
 	if (c->user != user)
 		return fail("%s: user: '%s' does not match the instance name '%s'", file.c_str(), c->user.c_str(),
 			    user.c_str());
 	return c;
 }
 
-json toJson(const InstanceConfig& c)
+void to_json(json& j, const Limits& l)
 {
-	json j {
+	j = json::object();
+	if (!l.memory.empty())
+		j["memory"] = l.memory;
+	if (l.cpus > 0)
+		j["cpus"] = l.cpus;
+	if (l.tasks > 0)
+		j["tasks"] = l.tasks;
+}
+
+void to_json(json& j, const InstanceConfig& c)
+{
+	j = json {
 		{ "user", c.user }, { "uid", c.uid }, { "gid", c.gid }, { "port", c.port }, { "fqdn", c.fqdn },
 		{ "extraNames", c.extraNames }, { "created", c.created }, { "createdUser", c.createdUser },
 	};
@@ -372,19 +375,10 @@ json toJson(const InstanceConfig& c)
 		j["network"] = c.network;
 	if (c.idleSeconds)
 		j["idleSeconds"] = *c.idleSeconds;
-	if (!c.limits.empty()) {
-		json l = json::object();
-		if (!c.limits.memory.empty())
-			l["memory"] = c.limits.memory;
-		if (c.limits.cpus > 0)
-			l["cpus"] = c.limits.cpus;
-		if (c.limits.tasks > 0)
-			l["tasks"] = c.limits.tasks;
-		j["limits"] = l;
-	}
-	if (json gr = toJson(c.grants); !gr.empty())
+	if (!c.limits.empty())
+		j["limits"] = c.limits;
+	if (json gr = c.grants; !gr.empty())
 		j["grants"] = gr;
-	return j;
 }
 
 } // namespace pukaipu

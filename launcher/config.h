@@ -55,6 +55,11 @@ struct GlobalConfig {
 	std::vector<std::string> sessionCommand { "/usr/lib/pukaipu/xpra-session" };
 	std::vector<std::string> shellCommand { "/bin/bash", "-l" };
 	std::string shmSize = "1g";              // /dev/shm: Chromium needs a large one
+	// The session's other tmpfs mounts, bounded so that filling them stops
+	// there and not at the host's memory: /tmp, and /run/user/UID
+	// (XDG_RUNTIME_DIR, xpra's sockets, the X authority).
+	std::string tmpSize = "512m";
+	std::string runtimeDirSize = "64m";
 	std::string networkMode = "egress";      // default for new instances: egress | none
 	bool allowHostNetwork = false;
 	std::vector<std::string> allowedCidrs;   // private ranges an instance may reach
@@ -97,6 +102,10 @@ struct InstanceConfig {
 	return i.idleSeconds.value_or(g.idleSeconds);
 }
 
+// The bounds of the limits, for the checkers below and the command line's.
+inline constexpr double kMinCpus = 0.01, kMaxCpus = 1024;
+inline constexpr uint32_t kMinTasks = 16, kMaxTasks = 4194304;
+
 // Checkers shared by the JSON parser and the command line; each returns the
 // normalized value or an error naming `what`.
 [[nodiscard]] Result<std::string> checkMemoryLimit(const std::string& v, const std::string& what);
@@ -107,11 +116,17 @@ struct InstanceConfig {
 
 [[nodiscard]] Result<GlobalConfig> parseGlobalConfig(const nlohmann::json& j);
 [[nodiscard]] Result<GlobalConfig> loadGlobalConfig(const Paths& paths);
-[[nodiscard]] nlohmann::json toJson(const GlobalConfig& c);
 
 [[nodiscard]] Result<InstanceConfig> parseInstanceConfig(const nlohmann::json& j);
 [[nodiscard]] Result<InstanceConfig> loadInstanceConfig(const Paths& paths, const std::string& user);
-[[nodiscard]] nlohmann::json toJson(const InstanceConfig& c);
+
+// What the parsers read, for nlohmann's `json j = config;` (found by ADL).
+// An instance's defaults (no network, limits, idle timeout or grants) are
+// left out; the global configuration is written whole.
+void to_json(nlohmann::json& j, const IdRange& r); // [first, last]
+void to_json(nlohmann::json& j, const GlobalConfig& c);
+void to_json(nlohmann::json& j, const Limits& l);
+void to_json(nlohmann::json& j, const InstanceConfig& c);
 
 // A valid Unix user name for pukaipu: [a-z_][a-z0-9_-]{0,31}, not ending in
 // '-' (and so never '.', '/', or anything a path could abuse).

@@ -14,13 +14,19 @@
 //
 // Mount grants are checked twice with the same code (openGuardedSource in
 // sandbox/mounts.h): at grant time, in a child that took the user's
-// credentials, and at every start by the container's child, which mounts the
-// very fd it checked (RunOptions::guardedDestinations). Container paths of
+// credentials, which also records where the path led and that file's
+// identity; and at every start by the container's child, which opens the
+// recorded path without following symlinks, insists on the same identity,
+// and mounts the very fd it checked (MountSpec::guarded, guardBind). A path
+// with an ancestor the user can write is refused at grant time (the user's
+// own home excepted: there the identity check stops a swap). Container paths of
 // mount grants live under /mnt, /media or /srv, where pukaipu-run puts an
 // empty tmpfs so the mount points can be made.
 //
 // The pure parts (parsing, validation, the spec's mounts and environment) are
-// unit-tested; the host probes are separate (GrantFacts).
+// unit-tested; the host probes are separate (GrantFacts). The model is in
+// grants.cc, the effect at a start (grantEffect, GrantFacts, the runtime
+// files) in grant_effect.cc, the subcommands in cmd_grants.h.
 #pragma once
 
 #include <string>
@@ -29,7 +35,6 @@
 #include <nlohmann/json.hpp>
 
 #include "base/error.h"
-#include "base/unique_fd.h"
 
 namespace pukaipu {
 
@@ -41,7 +46,18 @@ struct MountGrant {
 	std::string host;      // absolute, normalized (no "." or ".." or "//")
 	std::string container; // absolute, normalized, under kGrantMountRoots
 	bool readOnly = true;
-	bool operator==(const MountGrant&) const = default;
+	// What `pukaipu grant` found at `host`: where it led (no symlink left)
+	// and that file's st_dev/st_ino. A start mounts `resolved` only while it
+	// is still that file, reached without any symlink. Empty: granted by an
+	// older pukaipu, refused at start until granted again.
+	std::string resolved;
+	uint64_t dev = 0;
+	uint64_t ino = 0;
+	// The same grant: same paths and mode (the identity is what was found).
+	bool operator==(const MountGrant& o) const
+	{
+		return host == o.host && container == o.container && readOnly == o.readOnly;
+	}
 };
 
 struct Grants {
@@ -70,8 +86,10 @@ inline constexpr const char* kForbiddenHostPaths[] = { "/",   "/boot", "/dev",  
 
 // "grants" of instance.json; `path` names it in errors.
 [[nodiscard]] Result<Grants> parseGrants(const nlohmann::json& j, const std::string& path);
-// Only what differs from the defaults (an empty object for none).
-[[nodiscard]] nlohmann::json toJson(const Grants& g);
+// Only what differs from the defaults (an empty object for none); for
+// nlohmann's `json j = grants;` (found by ADL).
+void to_json(nlohmann::json& j, const MountGrant& m); // {host, container, mode}
+void to_json(nlohmann::json& j, const Grants& g);
 
 // An absolute path without ".", "..", empty components, a trailing '/',
 // control characters or ':'. Returns it unchanged or an error naming `what`.
@@ -89,11 +107,21 @@ struct GrantChange {
 	std::string what; // "clipboard: off -> both", "mount +/srv/a:/mnt/a:ro"
 };
 
-// Applies one grant/revoke to `inst` (network is inst.network). Unknown
-// kinds or values: an error listing the valid ones, `inst` untouched.
-// Revoking a value that is not granted changes nothing (changed = false).
-[[nodiscard]] Result<GrantChange> applyGrant(InstanceConfig& inst, GrantOp op, const std::string& kind,
+// Applies one grant/revoke of any kind but network to `g`. Unknown kinds
+// or values: an error listing the valid ones, `g` untouched. Revoking a
+// value that is not granted changes nothing (changed = false).
+[[nodiscard]] Result<GrantChange> applyGrant(Grants& g, GrantOp op, const std::string& kind,
 					     const std::string& value);
+// The kind network: the instance's own `network` ("" = the global
+// default, which a revoke returns to).
+[[nodiscard]] Result<GrantChange> applyNetworkGrant(std::string& network, GrantOp op, const std::string& value);
+
+// `path` lies inside `dir` (component-wise, not `dir` itself).
+[[nodiscard]] bool startsWithDir(const std::string& path, const std::string& dir);
+// The one of kGrantMountRoots a container path lies inside, or "".
+[[nodiscard]] std::string mountRootOf(const std::string& container);
+// "on" or "off": how grants and their environment spell a switch.
+[[nodiscard]] std::string onOff(bool v);
 
 // What the host and the rootfs offer, probed once per start (and by grant).
 struct GrantFacts {
@@ -121,6 +149,9 @@ struct GrantEffect {
 };
 [[nodiscard]] GrantEffect grantEffect(const InstanceConfig& inst, const GrantFacts& facts, const std::string& runDir,
 				      bool desktop);
+// Where, in RUN_DIR/USER, the attach directory and the browser policy are.
+[[nodiscard]] std::string attachDirFor(const std::string& runDir);
+[[nodiscard]] std::string policyFileFor(const std::string& runDir);
 
 // The managed browser policy for these grants (DownloadRestrictions, PrintingEnabled).
 [[nodiscard]] std::string browserPolicy(const Grants& g);
@@ -137,43 +168,8 @@ struct GrantEffect {
 // form (realpath), deduplicated.
 [[nodiscard]] std::vector<std::string> forbiddenHostPaths(const Paths& p, uint32_t ownUid);
 
-// The grant-time check of a mount grant's host path: openGuardedSource in a
-// child with the user's uid/gid and no supplementary groups (as inside).
-[[nodiscard]] Result<void> checkHostPathAsUser(const std::string& host, uint32_t uid, uint32_t gid,
-					       const std::vector<std::string>& forbidden);
-
-// `pukaipu grant/revoke`: loads the instance, applies and checks the change,
-// writes instance.json atomically and logs it (stderr + syslog: who, what,
-// when). The caller holds the provisioning lock (lockState).
-struct GrantResult {
-	GrantChange change;
-	std::vector<std::string> warnings;
-};
-[[nodiscard]] Result<GrantResult> changeGrants(const Paths& p, const GlobalConfig& g, const std::string& user,
-					       GrantOp op, const std::string& kind, const std::string& value);
-
-// `pukaipu grants USER [--json]`: the effective grants (defaults included).
-[[nodiscard]] nlohmann::json describeGrants(const GlobalConfig& g, const InstanceConfig& inst);
-[[nodiscard]] std::string formatGrantsTable(const nlohmann::json& described);
-
 // Writes what grantEffect() refers to, for this start, in RUN_DIR/USER: the
 // attach directory (owned by the user, 0700) and the browser policy (root, 0644).
 [[nodiscard]] Result<void> writeGrantRuntimeFiles(const InstanceConfig& inst, const std::string& runDir);
-
-// `pukaipu attach USER [-- XPRA_OPTIONS...]`: checks that the caller may
-// open the instance's attach socket, then execs the local xpra client on it
-// (mmap through the shared directory). Returns only on failure.
-[[nodiscard]] Error execAttach(const Paths& p, const std::string& user, const std::vector<std::string>& extra);
-
-// The subcommands grant, revoke, grants and attach of pukaipu(8). Prints
-// results, warnings and errors (one line); grant and revoke take `lock`
-// (lockState) and log every change (who, what, when) to stderr and syslog.
-struct GrantCommand {
-	enum Which { None, Grant, Revoke, List, Attach } which = None;
-	std::string user, kind, value;
-	bool json = false;               // grants --json
-	std::vector<std::string> extra;  // attach: options for the xpra client
-};
-[[nodiscard]] int runGrantCommand(const Paths& p, const GrantCommand& c, Result<UniqueFd> (*lock)(const Paths&));
 
 } // namespace pukaipu

@@ -1,12 +1,18 @@
 #include "instance.h"
 
 #include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <dirent.h>
+#include <optional>
+#include <string_view>
 #include <fcntl.h>
 #include <pwd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/file_io.h"
+#include "base/unique_fd.h"
 #include "grants.h"
 #include "sandbox/mounts.h"
 #include "sandbox/seccomp_profile.h"
@@ -23,6 +29,53 @@ RuntimePaths RuntimePaths::forUser(const Paths& p, const std::string& user)
 	r.group = r.dir + "/group";
 	r.socket = r.dir + "/desktop.sock";
 	return r;
+}
+
+namespace {
+
+// PID from a record, if that process is a pukaipu-run now.
+std::optional<pid_t> liveLauncher(const std::string& record)
+{
+	auto text = readFileLimited(record, 64);
+	if (!text)
+		return std::nullopt;
+	char* end = nullptr;
+	long pid = std::strtol(text->c_str(), &end, 10);
+	if (pid <= 0 || pid > INT32_MAX || (*end != '\n' && *end != '\0'))
+		return std::nullopt;
+	char exe[4096];
+	const std::string link = "/proc/" + std::to_string(pid) + "/exe";
+	ssize_t n = readlink(link.c_str(), exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return std::nullopt;
+	std::string_view target(exe, (size_t)n);
+	constexpr std::string_view name = "/pukaipu-run";
+	if (target.size() < name.size() || target.substr(target.size() - name.size()) != name)
+		return std::nullopt;
+	return (pid_t)pid;
+}
+
+} // namespace
+
+std::vector<pid_t> liveLaunchers(const RuntimePaths& rt, bool desktopOnly)
+{
+	std::vector<pid_t> out;
+	if (auto pid = liveLauncher(rt.desktopRecord()))
+		out.push_back(*pid);
+	if (desktopOnly)
+		return out;
+	UniqueFd dirFd(open(rt.dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+	DIR* d = dirFd ? fdopendir(dirFd.release()) : nullptr;
+	if (!d)
+		return out;
+	while (struct dirent* e = readdir(d)) {
+		std::string_view n(e->d_name);
+		if (n.rfind("shell-", 0) == 0 && n.size() > 10 && n.substr(n.size() - 4) == ".pid")
+			if (auto pid = liveLauncher(rt.dir + "/" + e->d_name))
+				out.push_back(*pid);
+	}
+	closedir(d);
+	return out;
 }
 
 Result<UserInfo> checkInstanceUser(const GlobalConfig& g, const InstanceConfig& inst)
@@ -115,12 +168,12 @@ json composeSpec(const GlobalConfig& g, const InstanceConfig& inst, const UserIn
 		  { "options", { "nosuid", "nodev", "noexec" } } },
 		{ { "destination", "/sys" }, { "type", "sysfs" }, { "source", "sysfs" },
 		  { "options", { "nosuid", "nodev", "noexec", "ro" } } },
-		tmpfs("/tmp", "mode=1777"),
+		tmpfs("/tmp", "mode=1777,size=" + g.tmpSize),
 		// Xvfb as a user cannot create /tmp/.X11-unix; without it, X listens
 		// only on the abstract socket, reachable from the whole netns.
 		tmpfs("/tmp/.X11-unix", "mode=1777,size=1m"),
 		tmpfs("/run", "noexec,mode=755,size=16m"),
-		tmpfs(runUser, "mode=700"),
+		tmpfs(runUser, "mode=700,size=" + g.runtimeDirSize),
 		bind(u.home, kContainerHome, false),
 		bind(rt.passwd, "/etc/passwd", true),
 		bind(rt.group, "/etc/group", true),
@@ -228,6 +281,7 @@ Result<InstanceStart> composeInstance(const Paths& paths, const InstanceRequest&
 	s.opts.network = std::move(*net);
 	const bool desktop = req.kind == SessionKind::Desktop;
 	s.opts.preserveFds = desktop ? 1 : 0; // the listening socket, fd 3
+	s.opts.isolateStdio = desktop;        // the shell has its own pty
 
 	// Grants: what cannot apply here is a warning; mount grants become
 	// guarded binds (checked and mounted through one fd by the child, as
@@ -243,8 +297,14 @@ Result<InstanceStart> composeInstance(const Paths& paths, const InstanceRequest&
 	// The composed spec goes through the same parser as any bundle.
 	TRY(spec, parseSpec(s.specJson, "/"));
 	const auto forbidden = forbiddenHostPaths(paths, s.user.uid);
-	for (const auto& dest : ge.guarded)
-		TRYV(guardBind(*spec, dest, forbidden));
+	for (const auto& m : s.inst.grants.mounts) {
+		if (m.resolved.empty() || (m.dev == 0 && m.ino == 0))
+			return fail("grant '%s:%s' was made by an older pukaipu and has no recorded identity; grant it "
+				    "again: pukaipu revoke %s mount %s && pukaipu grant %s mount %s",
+				    m.host.c_str(), m.container.c_str(), req.user.c_str(), m.container.c_str(),
+				    req.user.c_str(), formatMountGrant(m).c_str());
+		TRYV(guardBind(*spec, m.container, forbidden, FileIdentity { m.dev, m.ino }));
+	}
 	s.spec = std::move(*spec);
 	return s;
 }

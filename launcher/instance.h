@@ -39,7 +39,17 @@ struct RuntimePaths {
 	std::string group;  // .../group                      root 0644
 	std::string socket; // .../desktop.sock, the desktop's listening socket (listen.h)
 	static RuntimePaths forUser(const Paths& p, const std::string& user);
+	// What runs: one record per pukaipu-run of the instance, holding its
+	// PID. The desktop's is `pid` (pukaipu list shows it as running); each
+	// --shell has its own, so that one ending never removes another's.
+	std::string desktopRecord() const { return dir + "/pid"; }
+	std::string shellRecord(pid_t launcher) const { return dir + "/shell-" + std::to_string(launcher) + ".pid"; }
 };
+
+// The PIDs of the instance's pukaipu-run processes that still run, from
+// their records in `rt.dir` (a record whose PID is gone, or is no longer a
+// pukaipu-run, counts for nothing). desktopOnly: just the desktop's.
+[[nodiscard]] std::vector<pid_t> liveLaunchers(const RuntimePaths& rt, bool desktopOnly);
 
 // Container paths the session relies on (documented in pukaipu-run(8)).
 inline constexpr const char* kContainerHome = "/data/home";

@@ -15,6 +15,7 @@
 
 #include "build_config.h"
 #include "base/file_io.h"
+#include "cli.h"
 #include "config.h"
 #include "grants.h"
 #include "instance.h"
@@ -95,14 +96,8 @@ int main(int argc, char** argv)
 	app.footer("Exit status: the payload's exit code, or 128+N if it was killed by signal N;\n"
 		   "125 if pukaipu-run failed before the payload ran; 126 if the payload could not be\n"
 		   "executed; 127 if it was not found. See pukaipu-run(8).");
-	try {
-		app.parse(argc, argv);
-	} catch (const CLI::ParseError& e) {
-		if (e.get_exit_code() == 0)
-			return app.exit(e);
-		std::fprintf(stderr, "pukaipu-run: %s (see --help)\n", e.what());
-		return kExitSetupFailed;
-	}
+	if (auto done = parseCommandLine(app, argc, argv, "pukaipu-run", kExitSetupFailed))
+		return *done;
 	if (user.empty() == bundle.empty())
 		return report(makeError(0, "give either USER or --bundle DIR (see --help)"), kExitSetupFailed);
 	if (!bundle.empty() && (shell || printSpec))
@@ -185,7 +180,10 @@ int main(int argc, char** argv)
 	struct Started {
 		std::string pidFile;
 		std::string who;
-	} started { user.empty() ? "" : paths.runDir + "/" + user + "/pid", user.empty() ? bundle : user };
+	} started { user.empty() ? ""
+		    : shell ? RuntimePaths::forUser(paths, user).shellRecord(getpid())
+			    : RuntimePaths::forUser(paths, user).desktopRecord(),
+		    user.empty() ? bundle : user };
 	opts.onStartedCtx = &started;
 	opts.onStarted = [](void* ctx, pid_t) {
 		auto* st = static_cast<Started*>(ctx);

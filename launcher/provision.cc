@@ -3,17 +3,13 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <arpa/inet.h>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
 #include <dirent.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <pwd.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <set>
@@ -22,43 +18,23 @@
 
 #include "base/file_io.h"
 #include "certs/certs.h"
-#include "base/json_fields.h"
-#include "base/process.h"
+#include "base/net_literal.h"
 #include "base/sysutil.h"
+#include "instance.h"
 #include "systemd/dropins.h"
-
-extern char** environ;
+#include "unix_user.h"
 
 namespace pukaipu {
 
+using json = nlohmann::json;
+
 namespace {
 
-// The home layout a session expects, created as the user (see makeHomeLayout).
-constexpr const char* kHomeDirs[] = { ".config", ".config/qtile", ".config/kitty", ".cache", "Downloads",
-				      "brave-profile" };
-
-
-// Runs a system tool (useradd, groupadd, userdel); its stderr goes into the
-// error message when it fails.
-Result<void> runTool(const std::vector<std::string>& argv)
+std::string modeString(mode_t m)
 {
-	TRY(r, runProgram(argv, false));
-	if (r->status == 0)
-		return {};
-	std::replace(r->output.begin(), r->output.end(), '\n', ' ');
-	return fail("%s failed (status %d)%s%s", argv[0].c_str(), r->status, r->output.empty() ? "" : ": ",
-		    r->output.c_str());
-}
-
-bool uidTaken(uint32_t uid)
-{
-	return getpwuid(uid) != nullptr || getgrgid(uid) != nullptr;
-}
-
-bool isIpLiteral(const std::string& s)
-{
-	unsigned char buf[16];
-	return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+	char b[8];
+	std::snprintf(b, sizeof(b), "%04o", (unsigned)m);
+	return b;
 }
 
 // A DNS name of LDH labels (no wildcards), or an IP address literal.
@@ -82,75 +58,6 @@ bool validHostName(const std::string& s)
 		start = i + 1;
 	}
 	return true;
-}
-
-// Creates the session's directories in the user's home AS THE USER, in a
-// child process: a symlink the user planted (~/.config -> /etc) then leads
-// only where the user could write anyway, and root never writes into a
-// directory the user controls. Components that are symlinks are skipped.
-Result<std::vector<std::string>> makeHomeLayout(const std::string& home, uint32_t uid, uint32_t gid)
-{
-	int pipefd[2];
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
-		return failErrno(errno, "pipe");
-	pid_t pid = fork();
-	if (pid < 0)
-		return failErrno(errno, "fork");
-	if (pid == 0) {
-		close(pipefd[0]);
-		if (!becomeUser(uid, gid))
-			_exit(100);
-		umask(077);
-		int homeFd = open(home.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (homeFd < 0)
-			_exit(101);
-		for (const char* rel : kHomeDirs) {
-			// Walk component by component, never following a symlink.
-			std::string path(rel);
-			int cur = dup(homeFd);
-			bool ok = true;
-			for (size_t a = 0; ok && a < path.size();) {
-				size_t b = path.find('/', a);
-				if (b == std::string::npos)
-					b = path.size();
-				std::string comp = path.substr(a, b - a);
-				if (mkdirat(cur, comp.c_str(), 0700) < 0 && errno != EEXIST)
-					ok = false;
-				int next = ok ? openat(cur, comp.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
-				close(cur);
-				cur = next;
-				ok = ok && cur >= 0;
-				a = b + 1;
-			}
-			if (cur >= 0)
-				close(cur);
-			if (!ok) {
-				std::string line = std::string(rel) + "\n";
-				(void)!write(pipefd[1], line.data(), line.size());
-			}
-		}
-		_exit(0);
-	}
-	close(pipefd[1]);
-	std::string skipped;
-	char buf[256];
-	ssize_t n;
-	while ((n = read(pipefd[0], buf, sizeof(buf))) > 0)
-		skipped.append(buf, (size_t)n);
-	close(pipefd[0]);
-	int status;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		return fail("create the home layout in '%s' as uid %u (status %d)", home.c_str(), uid,
-			    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
-	std::vector<std::string> out;
-	for (size_t a = 0; a < skipped.size();) {
-		size_t b = skipped.find('\n', a);
-		out.push_back(skipped.substr(a, b - a));
-		a = b + 1;
-	}
-	return out;
 }
 
 Result<certs::Ca> hostCa(const Paths& p)
@@ -253,14 +160,6 @@ Result<std::vector<InstanceConfig>> listInstances(const Paths& p)
 	return out;
 }
 
-Result<uint32_t> pickUid(const GlobalConfig& g)
-{
-	for (uint32_t u = g.uids.first; u <= g.uids.last; u++)
-		if (!uidTaken(u))
-			return u;
-	return fail("no free uid left in the range %u-%u", g.uids.first, g.uids.last);
-}
-
 namespace {
 // TCP ports with a listening socket in this network namespace, on any
 // address, from /proc/net/tcp and tcp6 ("sl local_address rem_address st",
@@ -270,12 +169,9 @@ Result<std::set<uint16_t>> listeningTcpPorts()
 {
 	std::set<uint16_t> out;
 	for (const char* file : { "/proc/net/tcp", "/proc/net/tcp6" }) {
-		auto text = readFileLimited(file, 64u << 20);
-		if (!text) {
-			if (text.error().errno_ == ENOENT)
-				continue; // no IPv6 in this kernel
-			return tl::unexpected(text.error());
-		}
+		if (access(file, F_OK) < 0 && errno == ENOENT)
+			continue; // no IPv6 in this kernel
+		TRY(text, readFileLimited(file, 64u << 20));
 		std::size_t pos = text->find('\n'); // header
 		while (pos != std::string::npos && pos + 1 < text->size()) {
 			std::size_t end = text->find('\n', pos + 1);
@@ -292,43 +188,13 @@ Result<std::set<uint16_t>> listeningTcpPorts()
 	}
 	return out;
 }
-} // namespace
 
-namespace {
-// The GECOS comment of the users `pukaipu create` makes: how a later run
-// recognises its own.
-const std::string kUserComment = "pukaipu instance";
+// --- the steps of createInstance --------------------------------------------------
 
-// A missing home (an adopted user's): created and handed over through fds,
-// inside a parent only root can write. In a parent the user could write, the
-// new directory could be swapped for a symlink (to /etc/shadow, say) between
-// mkdir and a chown by name; so such a parent is refused.
-Result<void> createHome(const std::string& home, uid_t uid, gid_t gid)
+// Everything that can be checked without the lock and without looking at the
+// host: names, ranges, the options that go together.
+Result<void> checkRequest(const GlobalConfig& g, const CreateRequest& r)
 {
-	const auto slash = home.rfind('/');
-	const std::string parent = slash == 0 ? "/" : home.substr(0, slash), name = home.substr(slash + 1);
-	if (slash == std::string::npos || name.empty() || name == "." || name == "..")
-		return fail("home '%s': not an absolute path to a directory", home.c_str());
-	UniqueFd pfd(open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-	struct stat st;
-	if (!pfd || fstat(pfd.get(), &st) < 0)
-		return failErrno(errno, "home '%s': parent '%s'", home.c_str(), parent.c_str());
-	if (st.st_uid != 0 || (st.st_mode & 022))
-		return fail("home '%s' is missing and its parent '%s' is writable by others than root; "
-			    "create the home yourself",
-			    home.c_str(), parent.c_str());
-	if (mkdirat(pfd.get(), name.c_str(), 0700) < 0)
-		return failErrno(errno, "create home '%s'", home.c_str());
-	UniqueFd fd(openat(pfd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-	if (!fd || fchown(fd.get(), uid, gid) < 0 || fchmod(fd.get(), 0700) < 0)
-		return failErrno(errno, "create home '%s'", home.c_str());
-	return {};
-}
-} // namespace
-
-Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const CreateRequest& r)
-{
-	// --- validate everything before the first change ---
 	if (!validUserName(r.user))
 		return fail("user name '%s' is not valid (lower-case letters, digits, '_' and '-'; at most 32; "
 			    "starting with a letter or '_')",
@@ -348,65 +214,29 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 		return fail("--port %u: outside the configured range %u-%u", *r.port, g.ports.first, g.ports.last);
 	if (r.uid && !g.uids.contains(*r.uid))
 		return fail("--uid %u: outside the configured range %u-%u", *r.uid, g.uids.first, g.uids.last);
+	return {};
+}
 
-	TRY(lock, lockState(p));
-	const std::string dir = p.instanceDir(r.user);
-	struct stat st;
-	if (stat((dir + "/instance.json").c_str(), &st) == 0) {
-		TRY(have, loadInstanceConfig(p, r.user));
-		if (!sameRequest(*have, r))
-			return fail("instance '%s' already exists (fqdn %s, port %u, uid %u); nothing changed — "
-				    "remove it first to change it",
-				    r.user.c_str(), have->fqdn.c_str(), have->port, have->uid);
-		CreateResult res;
-		res.instance = std::move(*have);
-		return res;
-	}
+// create for an instance that exists: the same request changes nothing,
+// another is refused.
+Result<CreateResult> existingInstance(const Paths& p, const CreateRequest& r)
+{
+	TRY(have, loadInstanceConfig(p, r.user));
+	if (!sameRequest(*have, r))
+		return fail("instance '%s' already exists (fqdn %s, port %u, uid %u); nothing changed — "
+			    "remove it first to change it",
+			    r.user.c_str(), have->fqdn.c_str(), have->port, have->uid);
+	CreateResult res;
+	res.instance = std::move(*have);
+	return res;
+}
 
-	InstanceConfig inst;
-	inst.user = r.user;
-	inst.fqdn = r.fqdn;
-	inst.network = r.network;
-	inst.limits = r.limits;
-	inst.idleSeconds = r.idleSeconds;
-	std::vector<std::string> dnsNames, ips;
-	for (const auto& n : r.extraNames)
-		(isIpLiteral(n) ? ips : dnsNames).push_back(n);
-	inst.extraNames = r.extraNames;
-
-	errno = 0;
-	struct passwd* pw = getpwnam(r.user.c_str());
-	if (pw) {
-		if (pw->pw_uid == 0)
-			return fail("user '%s' has uid 0: refusing", r.user.c_str());
-		if (!g.uids.contains(pw->pw_uid))
-			return fail("user '%s' exists with uid %u, outside the instance range %u-%u: refusing to adopt it",
-				    r.user.c_str(), pw->pw_uid, g.uids.first, g.uids.last);
-		if (r.uid && *r.uid != pw->pw_uid)
-			return fail("user '%s' exists with uid %u, not %u", r.user.c_str(), pw->pw_uid, *r.uid);
-		inst.uid = pw->pw_uid;
-		inst.gid = pw->pw_gid;
-		// A user with our comment is one a `create` made and then failed
-		// (or crashed) after useradd: still ours, so that `remove
-		// --purge-home` can take it away again.
-		inst.createdUser = pw->pw_gecos && kUserComment == pw->pw_gecos;
-	} else {
-		if (r.uid && uidTaken(*r.uid))
-			return fail("--uid %u: already used by another user or group", *r.uid);
-		if (r.uid) {
-			inst.uid = *r.uid;
-		} else {
-			TRY(u, pickUid(g));
-			inst.uid = *u;
-		}
-		inst.gid = inst.uid;
-		inst.createdUser = true;
-	}
-	const bool addUser = !pw;
-
-	TRY(all, listInstances(p));
+// The requested port, or the lowest of the range that no instance has and
+// nothing on this host listens on.
+Result<uint16_t> allocatePort(const GlobalConfig& g, const CreateRequest& r, const std::vector<InstanceConfig>& all)
+{
 	auto portUsed = [&](uint32_t port) {
-		return std::any_of(all->begin(), all->end(), [&](const InstanceConfig& i) { return i.port == port; });
+		return std::any_of(all.begin(), all.end(), [&](const InstanceConfig& i) { return i.port == port; });
 	};
 	TRY(listening, listeningTcpPorts());
 	if (r.port) {
@@ -414,83 +244,115 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 			return fail("--port %u: already used by another instance", *r.port);
 		if (listening->contains(*r.port))
 			return fail("--port %u: a program on this host already listens on it", *r.port);
-		inst.port = *r.port;
-	} else {
-		for (uint32_t port = g.ports.first; port <= g.ports.last && !inst.port; port++)
-			if (!portUsed(port) && !listening->contains((uint16_t)port))
-				inst.port = (uint16_t)port;
-		if (!inst.port)
-			return fail("no free port left in the range %u-%u", g.ports.first, g.ports.last);
+		return *r.port;
 	}
-	for (const auto& other : *all)
-		if (other.uid == inst.uid)
-			return fail("uid %u is already used by instance '%s'", inst.uid, other.user.c_str());
+	for (uint32_t port = g.ports.first; port <= g.ports.last; port++)
+		if (!portUsed(port) && !listening->contains((uint16_t)port))
+			return (uint16_t)port;
+	return fail("no free port left in the range %u-%u", g.ports.first, g.ports.last);
+}
 
-	std::string extCrt, extKey;
-	if (!r.serverCertFile.empty()) {
-		TRY(c, readFileLimited(r.serverCertFile));
-		TRY(k, readFileLimited(r.serverKeyFile));
-		auto check = certs::checkExternalServerCert(*c, *k, r.fqdn);
-		if (!check)
-			return fail("--server-cert: %s", check.error().message().c_str());
-		extCrt = *c;
-		extKey = *k;
+Result<void> checkUidUnused(const std::vector<InstanceConfig>& all, uint32_t uid)
+{
+	for (const auto& other : all)
+		if (other.uid == uid)
+			return fail("uid %u is already used by instance '%s'", uid, other.user.c_str());
+	return {};
+}
+
+// An externally issued server certificate (PEM chain) and its key, read and
+// checked before the first change; none without --server-cert.
+struct ServerCertFiles {
+	std::string crt, key;
+};
+Result<std::optional<ServerCertFiles>> readExternalServerCert(const CreateRequest& r)
+{
+	if (r.serverCertFile.empty())
+		return std::nullopt;
+	TRY(c, readFileLimited(r.serverCertFile));
+	TRY(k, readFileLimited(r.serverKeyFile));
+	TRY_CTX(check, certs::checkExternalServerCert(*c, *k, r.fqdn), "--server-cert");
+	return ServerCertFiles { std::move(*c), std::move(*k) };
+}
+
+// server.key and server.crt: the external ones, or a certificate for the
+// fqdn and extra names issued by the host CA (with the CA in the chain).
+Result<void> writeServerCert(const Paths& p, const GlobalConfig& g, const std::string& certDir,
+			     const CreateRequest& r, const std::optional<ServerCertFiles>& external)
+{
+	if (external) {
+		TRYV(writeFileAtomic(certDir + "/server.key", external->key, 0600));
+		return writeFileAtomic(certDir + "/server.crt", external->crt, 0644);
 	}
+	std::vector<std::string> dnsNames, ips;
+	for (const auto& n : r.extraNames)
+		(isIpLiteral(n) ? ips : dnsNames).push_back(n);
+	TRY(ca, hostCa(p));
+	int days = (int)std::min<uint32_t>(g.certDays, certs::kMaxServerDays);
+	TRY(server, certs::issueServerCert(*ca, r.fqdn, dnsNames, ips, days));
+	TRY(keyPem, certs::keyToPem(server->key.get()));
+	TRY(leafPem, certs::certToPem(server->cert.get()));
+	TRY(caPem, certs::certToPem(ca->cert.get()));
+	TRYV(writeFileAtomic(certDir + "/server.key", *keyPem, 0600));
+	return writeFileAtomic(certDir + "/server.crt", *leafPem + *caPem, 0644); // full chain
+}
+
+// The unit's drop-in (limits) before instance.json: a crash in between
+// leaves a drop-in that the next create rewrites, never an instance without
+// its limits. instance.json last: now the instance exists.
+Result<void> writeInstanceState(const Paths& p, const InstanceConfig& inst)
+{
+	TRYV(units::writeDropIns(p, inst));
+	return writeFileAtomic(p.instanceDir(inst.user) + "/instance.json", json(inst).dump(2) + "\n", 0644);
+}
+
+} // namespace
+
+Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const CreateRequest& r)
+{
+	// --- validate everything before the first change ---
+	TRYV(checkRequest(g, r));
+	TRY(lock, lockState(p));
+	const std::string dir = p.instanceDir(r.user);
+	struct stat st;
+	if (stat((dir + "/instance.json").c_str(), &st) == 0)
+		return existingInstance(p, r);
+
+	InstanceConfig inst;
+	inst.user = r.user;
+	inst.fqdn = r.fqdn;
+	inst.network = r.network;
+	inst.limits = r.limits;
+	inst.idleSeconds = r.idleSeconds;
+	inst.extraNames = r.extraNames;
+	TRY(user, planUser(g, r.user, r.uid));
+	inst.uid = user->uid;
+	inst.gid = user->gid;
+	inst.createdUser = user->createdUser;
+	TRY(all, listInstances(p));
+	TRY(port, allocatePort(g, r, *all));
+	inst.port = *port;
+	TRYV(checkUidUnused(*all, inst.uid));
+	TRY(external, readExternalServerCert(r));
 
 	// --- changes, in an order where a crash leaves no half instance ---
-	if (addUser) {
-		const std::string id = std::to_string(inst.uid);
-		TRYV(runTool({ "groupadd", "--gid", id, r.user }));
-		if (auto added = runTool({ "useradd", "--uid", id, "--gid", id, "--home-dir", "/home/" + r.user,
-					   "--create-home", "--shell", "/usr/sbin/nologin", "--comment", kUserComment,
-					   r.user });
-		    !added) {
-			// Not a group without its user: it would hold the id and the
-			// name, and the next create would fail at groupadd.
-			(void)runTool({ "groupdel", r.user });
-			return tl::unexpected(added.error());
-		}
-		pw = getpwnam(r.user.c_str());
-		if (!pw || pw->pw_uid != inst.uid)
-			return fail("useradd did not create '%s' with uid %u", r.user.c_str(), inst.uid);
-	}
-	const std::string home = pw->pw_dir;
-	if (lstat(home.c_str(), &st) < 0) {
-		if (errno != ENOENT)
-			return failErrno(errno, "home '%s'", home.c_str());
-		TRYV(createHome(home, inst.uid, inst.gid));
-	} else if (!S_ISDIR(st.st_mode) || st.st_uid != inst.uid) {
-		return fail("home '%s' must be a directory owned by '%s'", home.c_str(), r.user.c_str());
-	}
-	TRY(skipped, makeHomeLayout(home, inst.uid, inst.gid));
-
+	TRY(home, ensureUser(r.user, *user));
+	TRY(skipped, prepareHome(*home, r.user, inst.uid, inst.gid));
 	TRYV(ensureRootDir(dir, 0700));
 	const std::string certDir = dir + "/certs";
 	TRYV(ensureRootDir(certDir, 0700));
-	if (!extCrt.empty()) {
-		TRYV(writeFileAtomic(certDir + "/server.key", extKey, 0600));
-		TRYV(writeFileAtomic(certDir + "/server.crt", extCrt, 0644));
-	} else {
-		TRY(ca, hostCa(p));
-		int days = (int)std::min<uint32_t>(g.certDays, certs::kMaxServerDays);
-		TRY(server, certs::issueServerCert(*ca, r.fqdn, dnsNames, ips, days));
-		TRY(keyPem, certs::keyToPem(server->key.get()));
-		TRY(leafPem, certs::certToPem(server->cert.get()));
-		TRY(caPem, certs::certToPem(ca->cert.get()));
-		TRYV(writeFileAtomic(certDir + "/server.key", *keyPem, 0600));
-		TRYV(writeFileAtomic(certDir + "/server.crt", *leafPem + *caPem, 0644)); // full chain
-	}
+	TRYV(writeServerCert(p, g, certDir, r, *external));
 	TRY(pass, writeClientCerts(certDir, r.user));
 	inst.created = nowIso();
-	// The unit's drop-in (limits) before instance.json: a crash in between
-	// leaves a drop-in that the next create rewrites, never an instance
-	// without its limits.
-	TRYV(units::writeDropIns(p, inst));
-	TRYV(writeFileAtomic(dir + "/instance.json", toJson(inst).dump(2) + "\n", 0644)); // last: now it exists
+	TRYV(writeInstanceState(p, inst));
 
 	CreateResult res;
+	struct stat hs;
+	if (!user->add && stat(home->c_str(), &hs) == 0 && (hs.st_mode & 077))
+		res.warnings.push_back("home " + *home + " of the adopted user '" + r.user + "' is open to others (mode " +
+				       modeString(hs.st_mode & 07777) + "): it holds the browser's profile; chmod 700 it");
 	for (const auto& rel : *skipped)
-		res.warnings.push_back("~/" + rel + " in " + home + " was not created: something that is not a directory "
+		res.warnings.push_back("~/" + rel + " in " + *home + " was not created: something that is not a directory "
 				       "(a symlink?) is in the way");
 	reloadSystemd(p, res.warnings);
 	res.created = true;
@@ -520,19 +382,18 @@ Result<void> removeTree(int parentFd, const char* name, int depth = 0)
 {
 	if (depth > kMaxDepth)
 		return fail("remove '%s': nested deeper than %d directories", name, kMaxDepth);
-	int fd = openat(parentFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) {
+	UniqueFd fd(openat(parentFd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+	if (!fd) {
 		if (errno == ENOENT)
 			return {};
 		if (errno == ENOTDIR || errno == ELOOP)
 			return unlinkat(parentFd, name, 0) == 0 ? Result<void>() : failErrno(errno, "remove '%s'", name);
 		return failErrno(errno, "open '%s'", name);
 	}
-	DIR* d = fdopendir(fd);
-	if (!d) {
-		close(fd);
+	DIR* d = fdopendir(fd.get());
+	if (!d)
 		return failErrno(errno, "read '%s'", name);
-	}
+	(void)fd.release(); // closedir closes it
 	std::vector<std::pair<std::string, bool>> entries;
 	while (struct dirent* e = readdir(d))
 		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
@@ -566,6 +427,12 @@ Result<std::vector<std::string>> removeInstance(const Paths& p, const std::strin
 	if (purgeHome && !inst->createdUser)
 		return fail("user '%s' was not created by pukaipu: its home stays (remove it yourself); nothing changed",
 			    user.c_str());
+	// Under the lock, so no start slips in between: not while any
+	// pukaipu-run of the instance runs (the desktop or a --shell).
+	if (auto live = liveLaunchers(RuntimePaths::forUser(p, user), false); !live.empty())
+		return fail("instance '%s' is running (pukaipu-run pid %d%s); stop it first (systemctl stop pukaipu@%s, "
+			    "or end the shell); nothing changed",
+			    user.c_str(), (int)live[0], live.size() > 1 ? " and more" : "", user.c_str());
 	// An enabled socket without its drop-in would fail at the next boot.
 	if (units::manageSystemd(p)) {
 		auto busy = units::busyUnits(user);
@@ -581,9 +448,9 @@ Result<std::vector<std::string>> removeInstance(const Paths& p, const std::strin
 	if (!instances)
 		return failErrno(errno, "open '%s'", p.instancesDir().c_str());
 	// instance.json first: from here on the instance no longer exists.
-	std::string json = p.instanceDir(user) + "/instance.json";
-	if (unlink(json.c_str()) < 0)
-		return failErrno(errno, "remove '%s'", json.c_str());
+	std::string file = p.instanceDir(user) + "/instance.json";
+	if (unlink(file.c_str()) < 0)
+		return failErrno(errno, "remove '%s'", file.c_str());
 	TRYV(removeTree(instances.get(), user.c_str()));
 	TRYV(units::removeDropIns(p, user));
 	std::vector<std::string> warnings;
@@ -596,7 +463,7 @@ Result<std::vector<std::string>> removeInstance(const Paths& p, const std::strin
 	}
 	reloadSystemd(p, warnings);
 	if (purgeHome)
-		TRYV(runTool({ "userdel", "--remove", user }));
+		TRYV(deleteUser(user));
 	return warnings;
 }
 
@@ -614,10 +481,10 @@ Result<SetResult> setInstance(const Paths& p, const std::string& user, const Set
 	if (r.idleSeconds)
 		next.idleSeconds = *r.idleSeconds;
 	SetResult res;
-	res.changed = toJson(next) != toJson(*inst);
+	res.changed = json(next) != json(*inst);
 	TRYV(units::writeDropIns(p, next));
 	if (res.changed)
-		TRYV(writeFileAtomic(p.instanceDir(user) + "/instance.json", toJson(next).dump(2) + "\n", 0644));
+		TRYV(writeFileAtomic(p.instanceDir(user) + "/instance.json", json(next).dump(2) + "\n", 0644));
 	reloadSystemd(p, res.warnings);
 	res.instance = std::move(next);
 	return res;

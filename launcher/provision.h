@@ -73,7 +73,4 @@ struct SetResult {
 
 [[nodiscard]] Result<std::vector<InstanceConfig>> listInstances(const Paths& p);
 
-// The uid/gid pukaipu would give a new user: the lowest free in the range.
-[[nodiscard]] Result<uint32_t> pickUid(const GlobalConfig& g);
-
 } // namespace pukaipu

@@ -14,11 +14,13 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "cli.h"
 #include "build_config.h"
 #include "base/file_io.h"
 #include "certs/certs.h"
+#include "cmd_grants.h"
 #include "config.h"
-#include "grants.h"
+#include "instance.h"
 #include "provision.h"
 #include "base/json_fields.h"
 
@@ -33,20 +35,16 @@ int report(const Error& e)
 	return 1;
 }
 
+// The exit status of a command that printed its own result.
+int done(const Result<void>& r)
+{
+	return r ? 0 : report(r.error());
+}
+
+// The desktop runs (its pukaipu-run's record names a live pukaipu-run).
 bool running(const Paths& p, const std::string& user)
 {
-	// pukaipu-run keeps /run/pukaipu/USER/pid while the instance runs.
-	auto pid = readFileLimited(p.runDir + "/" + user + "/pid", 64);
-	if (!pid)
-		return false;
-	std::string exe = "/proc/" + std::to_string(std::atoi(pid->c_str())) + "/exe";
-	char buf[4096];
-	ssize_t n = readlink(exe.c_str(), buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return false;
-	buf[n] = '\0';
-	std::string target(buf);
-	return target.size() >= 11 && target.compare(target.size() - 11, 11, "pukaipu-run") == 0;
+	return !liveLaunchers(RuntimePaths::forUser(p, user), true).empty();
 }
 
 void warnAll(const std::vector<std::string>& warnings)
@@ -55,18 +53,44 @@ void warnAll(const std::vector<std::string>& warnings)
 		std::fprintf(stderr, "pukaipu: warning: %s\n", w.c_str());
 }
 
+// "none" (no limit; 0 once parsed) or what `v` accepts. Literally 0 is
+// still v's to refuse.
+CLI::Validator noneOr(const CLI::Validator& v)
+{
+	return CLI::Validator(
+		[v](std::string& s) {
+			if (s != "none")
+				return v(s);
+			s = "0";
+			return std::string();
+		},
+		v.get_description() + " or none");
+}
+
 // Limits and the idle timeout from the command line ("none" removes a limit,
 // "default" makes the idle timeout follow the global idleSeconds again).
+// Numbers are parsed and range-checked by CLI11; a bad one is a usage error
+// naming the option.
 struct LimitArgs {
-	std::string memory, cpus, tasks, idle;
+	std::string memory, idle;
+	double cpus = 0;     // 0: none
+	uint32_t tasks = 0;  // 0: none
+	CLI::Option* cpusOption = nullptr;
+	CLI::Option* tasksOption = nullptr;
+	bool none() const // any limit given as "none"
+	{
+		return memory == "none" || (cpusOption->count() && cpus == 0) || (tasksOption->count() && tasks == 0);
+	}
 };
 
 void addLimitOptions(CLI::App* cmd, LimitArgs& a, bool forSet)
 {
 	const char* none = forSet ? "; 'none' removes it" : "";
 	cmd->add_option("--memory", a.memory, std::string("MemoryMax= of the instance's unit, e.g. 2G, 512M, 25%") + none);
-	cmd->add_option("--cpus", a.cpus, std::string("CPUs the instance may use, e.g. 1.5 (CPUQuota=150%)") + none);
-	cmd->add_option("--tasks", a.tasks, std::string("TasksMax= (processes and threads), e.g. 2048") + none);
+	a.cpusOption = cmd->add_option("--cpus", a.cpus, std::string("CPUs the instance may use, e.g. 1.5 (CPUQuota=150%)") + none)
+			       ->transform(noneOr(CLI::Range(kMinCpus, kMaxCpus)));
+	a.tasksOption = cmd->add_option("--tasks", a.tasks, std::string("TasksMax= (processes and threads), e.g. 2048") + none)
+				->transform(noneOr(CLI::Range(kMinTasks, kMaxTasks)));
 	cmd->add_option("--idle-timeout", a.idle,
 			std::string("stop the session after this long without a client (90s, 30m, 2h; 0 = never)") +
 				(forSet ? "; 'default' follows idleSeconds of pukaipu.json" : ""));
@@ -83,29 +107,20 @@ Result<SetRequest> parseLimitArgs(const LimitArgs& a)
 			r.memory = *v;
 		}
 	}
-	if (!a.cpus.empty()) {
-		if (a.cpus == "none")
-			r.cpus = 0;
-		else {
-			char* end = nullptr;
-			double d = std::strtod(a.cpus.c_str(), &end);
-			if (end == a.cpus.c_str() || *end)
-				return fail("--cpus: '%s' is not a number", a.cpus.c_str());
-			TRY(v, checkCpuLimit(d, "--cpus"));
-			r.cpus = *v;
-		}
+	// The model's checks have the last word (CLI::Range lets "nan" through);
+	// 0 means no limit.
+	auto zeroOrChecked = [](auto v, auto check, const char* option) -> decltype(check(v, option)) {
+		if (v == 0)
+			return 0;
+		return check(v, option);
+	};
+	if (a.cpusOption->count()) {
+		TRY(v, zeroOrChecked(a.cpus, checkCpuLimit, "--cpus"));
+		r.cpus = *v;
 	}
-	if (!a.tasks.empty()) {
-		if (a.tasks == "none")
-			r.tasks = 0;
-		else {
-			char* end = nullptr;
-			unsigned long long n = std::strtoull(a.tasks.c_str(), &end, 10);
-			if (end == a.tasks.c_str() || *end || a.tasks[0] == '-')
-				return fail("--tasks: '%s' is not a number", a.tasks.c_str());
-			TRY(v, checkTasksLimit(n, "--tasks"));
-			r.tasks = *v;
-		}
+	if (a.tasksOption->count()) {
+		TRY(v, zeroOrChecked(a.tasks, checkTasksLimit, "--tasks"));
+		r.tasks = *v;
 	}
 	if (!a.idle.empty()) {
 		if (a.idle == "default")
@@ -120,7 +135,7 @@ Result<SetRequest> parseLimitArgs(const LimitArgs& a)
 
 json describe(const Paths& p, const InstanceConfig& i)
 {
-	json j = toJson(i);
+	json j = i;
 	j["state"] = running(p, i.user) ? "running" : "stopped";
 	const std::string certDir = p.instanceDir(i.user) + "/certs";
 	for (const char* which : { "client", "server" }) {
@@ -155,14 +170,16 @@ int main(int argc, char** argv)
 	}, "print the version and exit");
 
 	CreateRequest req;
-	int port = 0;
-	long long uid = -1;
+	uint16_t port = 0;
+	uint32_t uid = 0;
 	auto* create = app.add_subcommand("create", "create an instance (idempotent: an existing one is left as it is)");
 	create->add_option("USER", req.user, "user name (created if missing, with a uid from the range)")->required();
 	create->add_option("--fqdn", req.fqdn, "host name users open in the browser (in the server certificate)")
 		->required();
-	create->add_option("--port", port, "the instance's port, for the front door (default: the lowest free one in the range)");
-	create->add_option("--uid", uid, "uid for a new user (default: the lowest free one in the range)");
+	auto* portOption = create->add_option("--port", port, "the instance's port, for the front door (default: the lowest free one in the range)")
+				   ->check(CLI::Range(1, 65535));
+	auto* uidOption = create->add_option("--uid", uid, "uid for a new user (default: the lowest free one in the range)")
+				  ->check(CLI::Range(0u, 0xfffffffeu));
 	create->add_option("--extra-name", req.extraNames, "another DNS name or IP address for the server certificate");
 	create->add_option("--server-cert", req.serverCertFile, "an externally issued server certificate (PEM, leaf first)");
 	create->add_option("--server-key", req.serverKeyFile, "its private key (PEM)");
@@ -189,64 +206,57 @@ int main(int argc, char** argv)
 	set->add_option("USER", user)->required();
 	addLimitOptions(set, setLimits, true);
 
-	// Grants and local attach (grants.h).
-	GrantCommand gc;
+	// Grants and local attach (cmd_grants.h).
+	std::string kind, value;
+	std::vector<std::string> xpraOptions;
 	auto* grantCmd = app.add_subcommand("grant", "grant an instance an extra permission, from its next start:\n"
 						    "mount HOST:CONTAINER[:ro|:rw], network egress|none, clipboard\n"
 						    "both|to-browser|from-browser|off, downloads|printing|audio|gpu on|off");
 	auto* revokeCmd = app.add_subcommand("revoke", "take a grant back (from the instance's next start)");
 	for (auto* cmd : { grantCmd, revokeCmd }) {
-		cmd->add_option("USER", gc.user)->required();
-		cmd->add_option("KIND", gc.kind, "mount, network, clipboard, downloads, printing, audio or gpu")->required();
-		cmd->add_option("VALUE", gc.value)->required();
+		cmd->add_option("USER", user)->required();
+		cmd->add_option("KIND", kind, "mount, network, clipboard, downloads, printing, audio or gpu")->required();
+		cmd->add_option("VALUE", value)->required();
 	}
 	auto* grantsCmd = app.add_subcommand("grants", "list an instance's grants (defaults included)");
-	grantsCmd->add_option("USER", gc.user)->required();
-	grantsCmd->add_flag("--json", gc.json, "machine-readable output");
+	grantsCmd->add_option("USER", user)->required();
+	grantsCmd->add_flag("--json", asJson, "machine-readable output");
 	auto* attachCmd = app.add_subcommand("attach", "as USER on this host: open the desktop with the local xpra\n"
 						      "client over its Unix socket (no TLS; mmap)");
-	attachCmd->add_option("USER", gc.user)->required();
-	attachCmd->add_option("XPRA_OPTIONS", gc.extra, "more options for `xpra attach` (after --)");
+	attachCmd->add_option("USER", user)->required();
+	attachCmd->add_option("XPRA_OPTIONS", xpraOptions, "more options for `xpra attach` (after --)");
 
-	try {
-		app.parse(argc, argv);
-	} catch (const CLI::ParseError& e) {
-		if (e.get_exit_code() == 0)
-			return app.exit(e);
-		std::fprintf(stderr, "pukaipu: %s (see --help)\n", e.what());
-		return 2;
-	}
-	gc.which = grantCmd->parsed()    ? GrantCommand::Grant
-		   : revokeCmd->parsed()  ? GrantCommand::Revoke
-		   : grantsCmd->parsed()  ? GrantCommand::List
-		   : attachCmd->parsed()  ? GrantCommand::Attach
-					  : GrantCommand::None;
-	if (gc.which != GrantCommand::None)
-		return runGrantCommand(paths, gc, &lockState);
+	if (auto done = parseCommandLine(app, argc, argv, "pukaipu", 2))
+		return *done;
+	// attach runs as the user and needs no configuration.
+	if (attachCmd->parsed())
+		return report(execAttach(paths, user, xpraOptions));
 
 	auto global = loadGlobalConfig(paths);
 	if (!global)
 		return report(global.error());
-	bool mutating = create->parsed() || remove->parsed() || renew->parsed() || set->parsed();
+	bool mutating = create->parsed() || remove->parsed() || renew->parsed() || set->parsed() ||
+			grantCmd->parsed() || revokeCmd->parsed();
 	if (mutating && geteuid() != 0)
 		return report(makeError(0, "must run as root"));
 
+	// Each command that changes something takes the provisioning lock itself.
+	if (grantCmd->parsed())
+		return done(cmdChangeGrant(paths, *global, GrantOp::Grant, user, kind, value));
+	if (revokeCmd->parsed())
+		return done(cmdChangeGrant(paths, *global, GrantOp::Revoke, user, kind, value));
+	if (grantsCmd->parsed())
+		return done(cmdListGrants(paths, *global, user, asJson));
+
 	if (create->parsed()) {
-		if (port < 0 || port > 65535)
-			return report(makeError(0, "--port %d: not a port", port));
-		if (port)
-			req.port = (uint16_t)port;
-		if (uid >= 0) {
-			if (uid > 0xfffffffe)
-				return report(makeError(0, "--uid %lld: not a uid", uid));
-			req.uid = (uint32_t)uid;
-		} else if (uid != -1) {
-			return report(makeError(0, "--uid %lld: not a uid", uid));
-		}
+		if (portOption->count())
+			req.port = port;
+		if (uidOption->count())
+			req.uid = uid;
 		auto limits = parseLimitArgs(createLimits);
 		if (!limits)
 			return report(limits.error());
-		if (createLimits.memory == "none" || createLimits.cpus == "none" || createLimits.tasks == "none")
+		if (createLimits.none())
 			return report(makeError(0, "create: 'none' is the default; leave the option out"));
 		req.limits.memory = limits->memory.value_or("");
 		req.limits.cpus = limits->cpus.value_or(0);
@@ -281,9 +291,6 @@ int main(int argc, char** argv)
 		return 0;
 	}
 	if (remove->parsed()) {
-		if (running(paths, user))
-			return report(makeError(0, "instance '%s' is running; stop it first (systemctl stop pukaipu@%s)",
-						user.c_str(), user.c_str()));
 		auto r = removeInstance(paths, user, purge);
 		if (!r)
 			return report(r.error());

@@ -119,19 +119,26 @@ Result<UniqueFd> ensureDest(int rootFd, const char* dest, bool dir) noexcept
 	return openInRoot(rootFd, dest, O_PATH);
 }
 
-Result<void> populateDev(int rootFd, const char* devPath) noexcept
+Result<void> bindDevNode(int rootFd, int devFd, const char* devPath, const char* name) noexcept
+{
+	char host[64], inside[PATH_MAX];
+	std::snprintf(host, sizeof(host), "/dev/%s", name);
+	std::snprintf(inside, sizeof(inside), "%s/%s", devPath, name);
+	if (!UniqueFd(openat(devFd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0666)))
+		return failErrno(errno, "create '%s'", inside);
+	TRY(target, openInRoot(rootFd, inside, O_PATH));
+	if (mount(host, FdPath(target->get()).c_str(), nullptr, MS_BIND, nullptr) < 0)
+		return failErrno(errno, "mount '%s' on '%s'", host, inside);
+	return {};
+}
+
+Result<void> populateDev(int rootFd, const char* devPath, bool withTty) noexcept
 {
 	TRY(dev, openInRoot(rootFd, devPath, O_PATH | O_DIRECTORY));
-	for (const char* name : kDevNodes) {
-		char host[64], inside[PATH_MAX];
-		std::snprintf(host, sizeof(host), "/dev/%s", name);
-		std::snprintf(inside, sizeof(inside), "%s/%s", devPath, name);
-		if (!UniqueFd(openat(dev->get(), name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0666)))
-			return failErrno(errno, "create '%s'", inside);
-		TRY(target, openInRoot(rootFd, inside, O_PATH));
-		if (mount(host, FdPath(target->get()).c_str(), nullptr, MS_BIND, nullptr) < 0)
-			return failErrno(errno, "mount '%s' on '%s'", host, inside);
-	}
+	for (const char* name : kDevNodes)
+		TRYV(bindDevNode(rootFd, dev->get(), devPath, name));
+	if (withTty)
+		TRYV(bindDevNode(rootFd, dev->get(), devPath, kDevTty));
 	for (const auto& l : kDevSymlinks)
 		if (symlinkat(l.target, dev->get(), l.name) < 0 && errno != EEXIST)
 			return failErrno(errno, "symlink '%s/%s'", devPath, l.name);
@@ -202,7 +209,9 @@ Result<std::vector<MountPlan>> planMounts(const Spec& spec, std::vector<std::str
 			p.flags |= MS_BIND | (recursive && !m.guarded ? MS_REC : 0); // guarded: never recursive
 		p.guarded = m.guarded;
 		p.forbidden = m.forbidden;
+		p.identity = m.identity;
 		p.populateDev = p.type == "tmpfs" && p.destination == "/dev";
+		p.devTty = p.populateDev && spec.process.terminal;
 		if (p.type == "devpts" && p.data.find("newinstance") == std::string::npos)
 			p.data += std::string(p.data.empty() ? "" : ",") + "newinstance";
 		plan.push_back(std::move(p));
@@ -210,7 +219,8 @@ Result<std::vector<MountPlan>> planMounts(const Spec& spec, std::vector<std::str
 	return plan;
 }
 
-Result<void> guardBind(Spec& spec, const std::string& destination, const std::vector<std::string>& forbidden)
+Result<void> guardBind(Spec& spec, const std::string& destination, const std::vector<std::string>& forbidden,
+		       FileIdentity identity)
 {
 	size_t found = 0;
 	for (auto& m : spec.mounts) {
@@ -220,6 +230,7 @@ Result<void> guardBind(Spec& spec, const std::string& destination, const std::ve
 			return fail("guarded mount '%s': not a bind mount", destination.c_str());
 		m.guarded = true;
 		m.forbidden = forbidden;
+		m.identity = identity;
 		found++;
 	}
 	if (found != 1)
@@ -260,11 +271,24 @@ const char* refusedByPrefix(const char* path, const std::vector<std::string>& fo
 	return nullptr;
 }
 
-Result<UniqueFd> openGuardedSource(const char* source, const std::vector<std::string>& forbidden) noexcept
+Result<UniqueFd> openGuardedSource(const char* source, const std::vector<std::string>& forbidden,
+				   FileIdentity identity) noexcept
 {
-	// Follows symlinks, with the caller's own permissions on every component:
-	// a path the user cannot reach fails here already.
-	int raw = open(source, O_PATH | O_CLOEXEC);
+	// With the caller's own permissions on every component: a path the
+	// user cannot reach fails here already. Symlinks are followed only
+	// where no identity is known yet (at grant time).
+	int raw;
+	if (identity.known()) {
+		struct open_how how {};
+		how.flags = O_PATH | O_CLOEXEC;
+		how.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+		raw = (int)syscall(SYS_openat2, AT_FDCWD, source, &how, sizeof(how));
+		if (raw < 0 && errno == ELOOP)
+			return failErrno(EPERM, "grant '%s': refused, a symlink is on the way now (it was not when it was "
+						"granted)", source);
+	} else {
+		raw = open(source, O_PATH | O_CLOEXEC);
+	}
 	if (raw < 0)
 		return failErrno(errno, "grant '%s'", source);
 	UniqueFd fd(raw);
@@ -279,6 +303,9 @@ Result<UniqueFd> openGuardedSource(const char* source, const std::vector<std::st
 		return failErrno(errno, "grant '%s'", source);
 	if (st.st_nlink == 0)
 		return failErrno(ENOENT, "grant '%s': it was deleted", source);
+	if (identity.known() && (identity.dev != (uint64_t)st.st_dev || identity.ino != (uint64_t)st.st_ino))
+		return failErrno(EPERM, "grant '%s': refused, it is not the one that was granted (replaced since; "
+					"grant it again if that is meant)", source);
 	if (const char* why = refusedByPrefix(real, forbidden)) {
 		bool same = std::strcmp(real, source) == 0;
 		size_t wl = std::strlen(why);
@@ -400,7 +427,7 @@ Result<void> mountInChild(int rootFd, const MountPlan& m) noexcept
 	if (m.flags & MS_BIND) {
 		UniqueFd srcFd;
 		if (m.guarded) {
-			TRY(g, openGuardedSource(m.source.c_str(), m.forbidden));
+			TRY(g, openGuardedSource(m.source.c_str(), m.forbidden, m.identity));
 			srcFd = std::move(*g);
 		} else {
 			srcFd = UniqueFd(open(m.source.c_str(), O_PATH | O_CLOEXEC));
@@ -446,7 +473,7 @@ Result<void> mountInChild(int rootFd, const MountPlan& m) noexcept
 			return failErrno(errno, "set propagation of '%s'", dest);
 	}
 	if (m.populateDev)
-		return populateDev(rootFd, dest);
+		return populateDev(rootFd, dest, m.devTty);
 	return {};
 }
 

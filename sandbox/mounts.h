@@ -28,6 +28,7 @@ struct MountPlan {
 	unsigned long propagation = 0; // MS_SLAVE / MS_PRIVATE (| MS_REC), 0 = inherit
 	std::string data;              // filesystem options: "mode=755,size=65536k"
 	bool populateDev = false;      // a tmpfs at /dev: fill it from kDevNodes afterwards
+	bool devTty = false;           // ... and /dev/tty, only for a process.terminal
 	// A bind mount whose source someone other than root chose (pukaipu's
 	// mount grants): the child opens the source as the container's user,
 	// refuses it when it resolves onto, into or over one of `forbidden`, or
@@ -36,6 +37,9 @@ struct MountPlan {
 	// recursive. Copied from MountSpec::guarded (guardBind()).
 	bool guarded = false;
 	std::vector<std::string> forbidden; // canonical host paths, absolute
+	// A guarded source with a known identity is opened without following
+	// any symlink and mounted only while it is still that file.
+	FileIdentity identity;
 	std::string content;                // type "file" only
 };
 
@@ -43,14 +47,18 @@ struct MountPlan {
 // checked with `forbidden` in the child. Fails unless exactly one bind mount
 // has that destination.
 [[nodiscard]] Result<void> guardBind(Spec& spec, const std::string& destination,
-				     const std::vector<std::string>& forbidden);
+				     const std::vector<std::string>& forbidden, FileIdentity identity = {});
 
 // The plan row for a generated read-only file over the rootfs's file at
 // `destination` (which must exist there: nothing is created in the rootfs).
 [[nodiscard]] MountPlan generatedFile(const std::string& destination, std::string content);
 
 // Host device nodes bind-mounted into a tmpfs /dev (a userns cannot mknod).
-inline constexpr const char* kDevNodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
+// /dev/tty (kDevTty) only when the spec asks for a terminal: the host's
+// /dev/tty is whatever terminal the opener controls, and a payload without
+// a terminal of its own must not reach the one pukaipu-run was started from.
+inline constexpr const char* kDevNodes[] = { "null", "zero", "full", "random", "urandom" };
+inline constexpr const char* kDevTty = "tty";
 
 struct DevSymlink {
 	const char* name;
@@ -101,7 +109,11 @@ inline constexpr DevSymlink kDevSymlinks[] = {
 // directory or a regular file, and the caller may read it (and search it, for
 // a directory). Returns the O_PATH fd to mount. Also used by `pukaipu grant`
 // (in a child that took the user's credentials) to check at grant time.
-[[nodiscard]] Result<UniqueFd> openGuardedSource(const char* source, const std::vector<std::string>& forbidden) noexcept;
+// With a known `identity` (at a start: what `pukaipu grant` recorded), the
+// source is opened without following any symlink on the way
+// (RESOLVE_NO_SYMLINKS) and must still be that file (st_dev, st_ino).
+[[nodiscard]] Result<UniqueFd> openGuardedSource(const char* source, const std::vector<std::string>& forbidden,
+						 FileIdentity identity = {}) noexcept;
 
 // Opens `path` inside rootFd (RESOLVE_IN_ROOT). Used by stages too.
 [[nodiscard]] Result<UniqueFd> openInRoot(int rootFd, const char* path, int flags) noexcept;

@@ -24,6 +24,14 @@ struct IdMapping {
 	uint32_t size = 0;
 };
 
+// A file as it was when someone decided to trust it: st_dev and st_ino.
+struct FileIdentity {
+	uint64_t dev = 0;
+	uint64_t ino = 0;
+	bool known() const { return dev != 0 || ino != 0; }
+	friend bool operator==(const FileIdentity&, const FileIdentity&) = default;
+};
+
 struct MountSpec {
 	std::string destination;          // absolute, inside the container
 	std::string type;                 // bind, tmpfs, proc, sysfs, devpts, mqueue, cgroup
@@ -33,6 +41,7 @@ struct MountSpec {
 	// (mounts.h) on a bind whose source a user chose. See MountPlan::guarded.
 	bool guarded = false;
 	std::vector<std::string> forbidden; // canonical host paths, absolute
+	FileIdentity identity;              // what the source must still be (guarded)
 };
 
 struct RlimitSpec {

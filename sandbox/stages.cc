@@ -2,7 +2,7 @@
 // says why it is where it is. The parent runs as host root; the child starts
 // in fresh user, mount, pid, ipc, uts, net and cgroup namespaces.
 //
-// The whole order, in one list (a test, tests/test_layers.py, checks that
+// The whole order, in one list (a test, tests/test_structure.py, checks that
 // the step comments below appear in this order):
 //
 // launcher (launcher/main.cc; for an instance launcher/instance.cc first
@@ -26,7 +26,8 @@
 //   → 5 the mount plan while host paths are reachable (/dev table, guarded
 //   binds, generated files) → 6 masked and read-only paths → 7 root
 //   read-only, nosuid, nodev → 8 pivot_root(".", ".") + detach the old root →
-//   9 loopback, hostname → 10 pty → 11 drop every capability, verify →
+//   9 loopback, hostname → 10 stdio: a pty, or (isolateStdio) /dev/null, the
+//   relay pipe and setsid → 11 drop every capability, verify →
 //   12 no_new_privs → 13 fork: this process stays PID 1 (the reaper) →
 //   14 signals, setsid/pty, cwd → 15 AppArmor on exec → 16 close stray fds →
 //   17 seccomp last → 18 execve.
@@ -66,6 +67,7 @@
 #include <unistd.h>
 
 #include "caps.h"
+#include "reach.h"
 #include "reaper.h"
 #include "supervisor.h"
 #include "sync.h"
@@ -74,7 +76,8 @@ namespace pukaipu {
 
 namespace {
 
-constexpr int kSyncFd = 1000; // moved above any fd the payload may be given
+constexpr int kSyncFd = 1000;  // moved above any fd the payload may be given
+constexpr int kOutputFd = 1001; // the write end of the output relay (isolateStdio), likewise
 
 // --- small parent helpers --------------------------------------------------
 
@@ -182,6 +185,7 @@ struct ChildArgs {
 	char* const* argv;
 	char* const* envp;
 	const sigset_t* origMask;
+	int outputFd; // kOutputFd with isolateStdio, else -1
 };
 
 [[noreturn]] void childMain(const ChildArgs& a) noexcept
@@ -272,7 +276,11 @@ struct ChildArgs {
 		CHILD_SYS(sethostname(s.hostname.c_str(), s.hostname.size()), "sethostname '%s'",
 			  s.hostname.c_str());
 
-	// 10. A terminal from the container's own devpts; the master goes to the parent.
+	// 10. stdio. A terminal from the container's own devpts (the master goes
+	//     to the parent); or, with isolateStdio, nothing of the launcher's:
+	//     /dev/null in, the relay pipe out, and a session of our own, for the
+	//     reaper as for the payload (before the fork), so no process in here
+	//     holds or controls the terminal pukaipu-run was started from.
 	UniqueFd ptySlave;
 	if (s.process.terminal) {
 		auto master = openContainerPty(&ptySlave);
@@ -281,6 +289,13 @@ struct ChildArgs {
 		SyncMsg m;
 		m.kind = MsgKind::PtyMaster;
 		CHILD_TRY(sendMsg(sync, m, master->get()));
+	} else if (a.outputFd >= 0) {
+		UniqueFd devNull(open("/dev/null", O_RDWR | O_CLOEXEC));
+		CHILD_SYS(devNull.get(), "open /dev/null");
+		CHILD_SYS(dup2(devNull.get(), 0), "stdin from /dev/null");
+		CHILD_SYS(dup2(a.outputFd, 1), "stdout to the relay");
+		CHILD_SYS(dup2(a.outputFd, 2), "stderr to the relay");
+		CHILD_SYS(setsid(), "setsid");
 	}
 
 	// 11. Give up every capability, in every set, and check it.
@@ -298,6 +313,8 @@ struct ChildArgs {
 	CHILD_SYS(payload, "fork the payload");
 	if (payload > 0) {
 		UniqueFd(sync).reset(); // the reaper reports nothing: its end of the sync socket goes now
+		if (a.outputFd >= 0)
+			UniqueFd(a.outputFd).reset(); // it writes to its fds 1 and 2 (the relay) only
 		ptySlave.reset();
 		// The reaper gets the same filter: it never needs more than the payload.
 		if (a.p->seccomp && !installSeccomp(*a.p->seccomp))
@@ -330,7 +347,7 @@ struct ChildArgs {
 	for (int fd = 3; fd < (int)first; fd++)
 		CHILD_SYS(fcntl(fd, F_SETFD, 0), "pass fd %d", fd);
 	CHILD_SYS(syscall(SYS_close_range, first, kSyncFd - 1, 0), "close stray fds");
-	CHILD_SYS(syscall(SYS_close_range, kSyncFd + 1, ~0U, 0), "close stray fds");
+	CHILD_SYS(syscall(SYS_close_range, kSyncFd + 1, ~0U, 0), "close stray fds"); // kOutputFd too
 
 	// 17. seccomp last: everything above may use syscalls the filter denies.
 	if (a.p->seccomp)
@@ -364,6 +381,10 @@ Result<Prepared> prepare(Spec spec, const RunOptions& opts)
 	//     by guardBind), then the network's generated resolv.conf.
 	TRY(plan, planMounts(spec, p.warnings));
 	p.mounts = std::move(*plan);
+	//     The child looks up the rootfs and the bind sources as the user
+	//     (step 2): a directory on the way the user may not search is named
+	//     here, not there.
+	TRYV(checkReach(spec, p.mounts));
 	p.network = opts.network;
 	TRY(resolvConf, prepareNetwork(spec, p.network, p.warnings));
 	if (*resolvConf)
@@ -431,6 +452,18 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 		return setupError(makeError(dupErr, "sync socket: move to fd %d", kSyncFd));
 	if (childSock.get() != kSyncFd)
 		return setupError(makeError(EBUSY, "sync socket: fd %d is taken", kSyncFd));
+	//     The output relay (isolateStdio): the child's end goes to kOutputFd.
+	UniqueFd outputRead, outputWrite;
+	if (opts.isolateStdio) {
+		int pf[2];
+		if (pipe2(pf, O_CLOEXEC) < 0)
+			return setupError(makeError(errno, "output relay: pipe"));
+		outputRead = UniqueFd(pf[0]);
+		UniqueFd low(pf[1]);
+		outputWrite = UniqueFd(fcntl(pf[1], F_DUPFD_CLOEXEC, kOutputFd));
+		if (outputWrite.get() != kOutputFd)
+			return setupError(makeError(outputWrite ? EBUSY : errno, "output relay: move to fd %d", kOutputFd));
+	}
 
 	// P3. Block the signals we forward before clone3, so none is lost between
 	//     the clone and the supervisor; the child inherits the mask (the
@@ -461,13 +494,14 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 		// The child keeps only its end: when the launcher dies, its end
 		// closes and step 1 (and the check after step 2) see EOF.
 		parentSock.reset();
-		ChildArgs a { &p, &opts, argv.data(), envp.data(), &origMask };
+		ChildArgs a { &p, &opts, argv.data(), envp.data(), &origMask, outputWrite ? kOutputFd : -1 };
 		childMain(a);
 	}
 	UniqueFd pidFd(pidfd);
 	// The parent keeps only its end, so that EOF on it means the child is
 	// gone or has exec'd (kSyncFd is close-on-exec): P8 relies on that.
 	childSock.reset();
+	outputWrite.reset(); // only the container writes: EOF once it is gone
 
 	auto abortChild = [&](const Error& e) {
 		syscall(SYS_pidfd_send_signal, pidFd.get(), SIGKILL, nullptr, 0);
@@ -533,7 +567,7 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 		opts.onStarted(opts.onStartedCtx, (pid_t)pid);
 
 	// P9. Supervise until PID 1 of the container exits.
-	int status = supervise(pidFd.get(), sigFd.get(), std::move(ptyMaster), opts.graceSeconds);
+	int status = supervise(pidFd.get(), sigFd.get(), std::move(ptyMaster), std::move(outputRead), opts.graceSeconds);
 	sigprocmask(SIG_SETMASK, &origMask, nullptr);
 	return Outcome { status, std::nullopt };
 }

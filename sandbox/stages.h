@@ -36,6 +36,12 @@ struct RunOptions {
 	void (*onStarted)(void* ctx, pid_t containerInit) = nullptr;
 	void* onStartedCtx = nullptr;
 	NetworkOptions network;       // none (loopback only) unless egress; see network.h
+	// The payload keeps nothing of pukaipu-run's stdio: stdin is /dev/null,
+	// stdout and stderr go through a pipe that the supervisor relays line by
+	// line (control characters escaped, see relayLine), and the container
+	// gets a session of its own. For `pukaipu-run USER`'s desktop; bundles
+	// and the OCI modes pass stdio through untouched, as runc and crun do.
+	bool isolateStdio = false;
 };
 
 struct Prepared {

@@ -91,7 +91,7 @@ class Layers(unittest.TestCase):
         self.fail(f"no link rule for {target} in {path}")
 
     def test_certificate_tool_links_no_sandbox(self):
-        line = self.link_line("certs/pukaipu-certtool")
+        line = self.link_line("tests/pukaipu-certtool")
         self.assertIn("libpukaipu-base.a", line)
         self.assertNotIn("libpukaipu-sandbox.a", line)
         self.assertNotIn("libpukaipu-instance.a", line)
@@ -192,7 +192,7 @@ class StartOrder(unittest.TestCase):
     def test_prepare_steps(self):
         body = self.function("Result<Prepared> prepare(Spec spec, const RunOptions& opts)")
         self.assertInOrder(body, [
-            "// R1.", "checkTrustedPath(", "// R2.", "planMounts(", "prepareNetwork(", "generatedFile(",
+            "// R1.", "checkTrustedPath(", "// R2.", "planMounts(", "checkReach(", "prepareNetwork(", "generatedFile(",
             "// R3.", "checkAppArmor(", "// R4.", "loadOrCompileSeccomp(", "// R5.",
         ])
 

@@ -10,6 +10,7 @@ Used by tests/integration/test_desktop.py; also handy by hand:
 """
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,7 +26,7 @@ BUILDER = os.path.join(SRC, "rootfs-builder", "rootfs-builder")
 # the builder rebuilds it when the manifest (or a file it copies) changes.
 CACHE = os.environ.get("PUKAIPU_TEST_ROOTFS_CACHE", "/var/cache/pukaipu-tests/rootfs")
 UID = GID = 3999
-CHECKER_DIR = "/tmp/pukaipu-tests"          # where HERE is bind-mounted inside
+CHECKER_DIR = "/tmp/pukaipu-tests"          # where checker_dir() is bind-mounted inside
 CHECK_OUT = "/data/home/desktop-check.json"
 
 
@@ -106,6 +107,27 @@ def fresh_home(name):
     return home
 
 
+_checker = None
+
+
+def checker_dir():
+    """A copy of the checker (desktop-check, shim/) in TMP, made once per
+    process: the bind source must be reachable by the container's uid, and
+    the checkout may not be (a clone under root's 0700 home)."""
+    global _checker
+    if _checker is None:
+        dest = os.path.join(TMP, "desktop-checker")
+        shutil.rmtree(dest, ignore_errors=True)
+        os.makedirs(os.path.join(dest, "shim"), mode=0o755)
+        for name in ("desktop-check", "shim/xpra"):
+            shutil.copyfile(os.path.join(HERE, name), os.path.join(dest, name))
+            os.chmod(os.path.join(dest, name), 0o755)
+        for p in (dest, os.path.join(dest, "shim")):
+            os.chmod(p, 0o755)
+        _checker = dest
+    return _checker
+
+
 def desktop_spec(rootfs, home, seccomp="default", args=None, env=None):
     """The bundle for one desktop: the rootfs's xpra-session as PID 2 (the
     same payload pukaipu's instances run), socket-activated on fd 3, with
@@ -132,7 +154,7 @@ def desktop_spec(rootfs, home, seccomp="default", args=None, env=None):
         {"destination": "/data/home", "type": "bind", "source": home, "options": ["rbind", "rw"]},
         {"destination": "/etc/passwd", "type": "bind", "source": passwd, "options": ["bind", "ro"]},
         {"destination": "/etc/group", "type": "bind", "source": group, "options": ["bind", "ro"]},
-        {"destination": CHECKER_DIR, "type": "bind", "source": HERE, "options": ["bind", "ro"]},
+        {"destination": CHECKER_DIR, "type": "bind", "source": checker_dir(), "options": ["bind", "ro"]},
     ]
     e = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",

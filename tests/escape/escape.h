@@ -98,7 +98,8 @@ void a_rootfs_setuid_files(void), a_setuid_root_in_home(void), a_setgid_root_in_
 void a_nested_mount(void), a_nested_mntns(void), a_nested_chown_rootfs(void), a_nested_write_rootfs(void),
 	a_nested_proc_sys(void), a_nested_setns(void), a_nested_sethostname(void), a_nested_mknod(void),
 	a_nested_dac_override(void), a_nested_map_host_root(void), a_nested_cgroup_release_agent(void),
-	a_nested_chroot_breakout(void);
+	a_nested_chroot_breakout(void), a_nested_nf_tables(void), a_nested_packet_raw(void),
+	a_nested_tc(void), a_nested_time_cgroup_ns(void), a_nested_keyctl(void);
 
 /* cgroups.c: cgroups, /sys, /proc */
 void a_cgroup_v1_mount(void), a_cgroup_sysfs_write(void), a_write_proc_sys(void), a_write_sys(void),

@@ -82,7 +82,8 @@ static const struct attempt attempts[] = {
 	/* a nested user namespace: root in there, nothing outside */
 	A(nested_mount), A(nested_mntns), A(nested_chown_rootfs), A(nested_write_rootfs), A(nested_proc_sys),
 	A(nested_setns), A(nested_sethostname), A(nested_mknod), A(nested_dac_override), A(nested_map_host_root),
-	A(nested_cgroup_release_agent), A(nested_chroot_breakout),
+	A(nested_cgroup_release_agent), A(nested_chroot_breakout), A(nested_nf_tables),
+	A(nested_packet_raw), A(nested_tc), A(nested_time_cgroup_ns), A(nested_keyctl),
 	/* cgroups, /sys, /proc */
 	A(cgroup_v1_mount), A(cgroup_sysfs_write), A(write_proc_sys), A(write_sys), A(sysrq_trigger), A(proc_kcore),
 	/* other instances, the host's network and IPC */

@@ -1,18 +1,29 @@
 /*
  * A nested user namespace: root in there, nothing outside. From it, mount,
  * chown and write the rootfs, write /proc/sys, join the container's
- * namespaces, map the host's root, mount cgroups and walk out of a chroot.
+ * namespaces, map the host's root, mount cgroups and walk out of a chroot;
+ * and the network stack: nf_tables, tc, AF_PACKET, raw sockets, time and
+ * cgroup namespaces, keyrings.
  */
 
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
+#include <linux/netlink.h>
+#include <linux/pkt_sched.h>
+#include <linux/rtnetlink.h>
+#include <netinet/in.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 
 #include "escape.h"
 
@@ -211,4 +222,125 @@ void a_nested_chroot_breakout(void)
 		ESCAPED("the chroot walk ended above the container's root");
 	else
 		BLOCKED("the chroot walk ends at the container's own root (pivot_root detached the host's)");
+}
+
+/* --- the kernel's network attack surface from a nested namespace --------- */
+
+/* The confirmed attack: nested root with a network namespace of its own
+ * (Chromium's sandbox needs nested user+pid+net namespaces, so the kernel
+ * grants that) opens netfilter (nf_tables) and generic netlink there. The
+ * profile refuses those netlink protocols whatever the namespace. */
+void a_nested_nf_tables(void)
+{
+	struct acc a = { .len = 0 };
+	int fd;
+
+	NESTED_OR_RETURN();
+	if (unshare(CLONE_NEWNET) < 0) {
+		BLOCKED("nested root: no network namespace of its own (%s)", errname(errno));
+		return;
+	}
+	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+	if (fd >= 0)
+		close(fd);
+	acc_fail(&a, fd, "socket(AF_NETLINK, NETLINK_NETFILTER)");
+	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC);
+	if (fd >= 0)
+		close(fd);
+	acc_fail(&a, fd, "socket(AF_NETLINK, NETLINK_GENERIC)");
+	acc_say(&a);
+}
+
+/* Raw IP in the container's network namespace (the kernel: nested root
+ * has no CAP_NET_RAW there), then AF_PACKET in a namespace of its own (the
+ * profile refuses the family). */
+void a_nested_packet_raw(void)
+{
+	struct acc a = { .len = 0 };
+	int fd;
+
+	NESTED_OR_RETURN();
+	fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+	if (fd >= 0)
+		close(fd);
+	acc_fail(&a, fd, "nested root: socket(AF_INET, SOCK_RAW) in the container's netns");
+	fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+	if (fd >= 0)
+		close(fd);
+	acc_fail(&a, fd, "nested root: socket(AF_PACKET) in the container's netns");
+	if (unshare(CLONE_NEWNET) == 0) {
+		fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+		if (fd >= 0)
+			close(fd);
+		acc_fail(&a, fd, "nested root: socket(AF_PACKET) in its own netns");
+	}
+	acc_say(&a);
+}
+
+/* tc: a qdisc on lo, sent over NETLINK_ROUTE (which the desktop may open).
+ * The container's netns belongs to the container's user namespace, so nested
+ * root has no CAP_NET_ADMIN over it: the kernel answers EPERM in the ack. */
+void a_nested_tc(void)
+{
+	struct {
+		struct nlmsghdr n;
+		struct tcmsg t;
+		char attrs[64];
+	} req;
+	char ack[256];
+	struct rtattr *kind;
+	int fd, r = -EPERM;
+
+	NESTED_OR_RETURN();
+	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (fd < 0) {
+		BLOCKED("nested root: tc qdisc add dev lo (%s)", errname(errno));
+		return;
+	}
+	memset(&req, 0, sizeof(req));
+	req.n.nlmsg_type = RTM_NEWQDISC;
+	req.n.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+	req.t.tcm_family = AF_UNSPEC;
+	req.t.tcm_ifindex = 1; /* lo */
+	req.t.tcm_parent = TC_H_ROOT;
+	kind = (struct rtattr *)req.attrs;
+	kind->rta_type = TCA_KIND;
+	kind->rta_len = RTA_LENGTH(sizeof("pfifo"));
+	memcpy(RTA_DATA(kind), "pfifo", sizeof("pfifo"));
+	req.n.nlmsg_len = NLMSG_LENGTH(sizeof(req.t)) + RTA_ALIGN(kind->rta_len);
+	if (send(fd, &req, req.n.nlmsg_len, 0) < 0) {
+		r = -errno;
+	} else {
+		ssize_t n = recv(fd, ack, sizeof(ack), 0);
+		struct nlmsghdr *h = (struct nlmsghdr *)ack;
+
+		if (n >= (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr)) && h->nlmsg_type == NLMSG_ERROR)
+			r = ((struct nlmsgerr *)NLMSG_DATA(h))->error;
+		else
+			r = -EPROTO;
+	}
+	close(fd);
+	if (r == 0)
+		ESCAPED("nested root: tc qdisc add dev lo succeeded");
+	else
+		BLOCKED("nested root: tc qdisc add dev lo (%s)", errname(-r));
+}
+
+/* Time and cgroup namespaces: neither is needed by the desktop. */
+void a_nested_time_cgroup_ns(void)
+{
+	struct acc a = { .len = 0 };
+
+	NESTED_OR_RETURN();
+	acc_fail(&a, unshare(0x80 /* CLONE_NEWTIME */), "nested root: unshare(CLONE_NEWTIME)");
+	acc_fail(&a, unshare(CLONE_NEWCGROUP), "nested root: unshare(CLONE_NEWCGROUP)");
+	acc_say(&a);
+}
+
+/* Keyrings are refused by the profile, in the nest as outside. */
+void a_nested_keyctl(void)
+{
+	NESTED_OR_RETURN();
+	expect_fail(syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3 /* session */, 1, 0, 0),
+		    "nested root: keyctl(KEYCTL_GET_KEYRING_ID, session, create)");
 }

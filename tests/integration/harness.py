@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -19,6 +20,9 @@ RUN = os.environ.get("PUKAIPU_RUN", "")
 PROBE = os.environ.get("PUKAIPU_PROBE", "")
 MKROOTFS = os.environ.get("PUKAIPU_MKROOTFS", "")
 SRC = os.environ.get("PUKAIPU_SOURCE_ROOT", "")
+# Scratch for rootfs, bundles, homes and instance state: outside the checkout
+# (meson sets /var/cache/pukaipu-tests/tmp/<hash of the build dir>), because
+# the container's uid must be able to search every directory above them.
 TMP = os.environ.get("PUKAIPU_TEST_TMP", "/tmp/pukaipu-tests")
 UID = GID = 3999
 
@@ -36,10 +40,32 @@ def skip_unless_possible():
         sys.exit(77)
 
 
+def ensure_tmp():
+    """Creates TMP and the missing directories above it 0755 (whatever the
+    umask: the container's uid must search them), and refuses a TMP that
+    someone other than root could change: root writes the containers'
+    rootfs and bundles there."""
+    missing, d = [], TMP
+    while not os.path.isdir(d):
+        missing.append(d)
+        d = os.path.dirname(d)
+    for d in reversed(missing):
+        os.makedirs(d, mode=0o755, exist_ok=True)
+        os.chmod(d, 0o755)
+    d = TMP
+    while True:
+        st = os.lstat(d)
+        sticky = st.st_mode & stat.S_ISVTX and d != TMP
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or (st.st_mode & 0o022 and not sticky):
+            raise RuntimeError(f"test scratch {TMP}: {d} is not a directory only root can change")
+        if d == "/":
+            return TMP
+        d = os.path.dirname(d)
+
+
 def rootfs():
     """Builds the busybox+probe rootfs once per build (rebuilt when the probe changes)."""
-    os.makedirs(TMP, mode=0o755, exist_ok=True)
-    os.chmod(TMP, 0o755)
+    ensure_tmp()
     dest = os.path.join(TMP, "rootfs")
     stamp = os.path.join(TMP, "rootfs.stamp")
     with open(os.path.join(TMP, ".lock"), "w") as lock:

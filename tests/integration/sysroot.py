@@ -15,7 +15,7 @@ import harness as h
 
 class Sysroot:
     def __init__(self, name):
-        self.root = os.path.join(h.TMP, "sysroot-" + name)
+        self.root = os.path.join(h.ensure_tmp(), "sysroot-" + name)
         shutil.rmtree(self.root, ignore_errors=True)
         os.makedirs(self.root, mode=0o755)
         self.etc = os.path.join(self.root, "etc")

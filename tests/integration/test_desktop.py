@@ -31,8 +31,7 @@ ROOTFS = None
 
 def setUpModule():
     global ROOTFS
-    os.makedirs(h.TMP, mode=0o755, exist_ok=True)
-    os.chmod(h.TMP, 0o755)
+    h.ensure_tmp()
     ROOTFS = d.ensure_rootfs("default")
 
 

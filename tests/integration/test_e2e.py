@@ -22,11 +22,12 @@ the host, through the front door:
 - persistence: the browser's profile lands in /home/alice on the host, owned by
   alice, and the browser of the next start of the instance reuses it.
 
-Screenshots go to TMP/e2e-artifacts (docs/desktop.png is one of them).
+Screenshots go to TMP/e2e-artifacts (docs/desktop.png is one of them; the
+log says where TMP is: /var/cache/pukaipu-tests/tmp/<hash of the build dir>).
 Needs root, xpra, chromium, haproxy, certutil/pk12util (libnss3-tools) and
-python3-pil (.ci/install-deps installs them but haproxy), and the rootfs
-(cached in /var/cache/pukaipu-tests/rootfs, built by rootfs-builder when
-missing). Run alone: meson test -C build --suite e2e -v
+python3-pil (.ci/install-deps installs them), and the rootfs (cached in
+/var/cache/pukaipu-tests/rootfs, built by rootfs-builder when missing).
+Run alone: meson test -C build --suite e2e -v
 """
 import grp
 import json
@@ -75,10 +76,10 @@ def setUpModule():
 
 def start_alice():
     global HOST, ALICE, BOB, INST, ROGUE, FRONT
-    os.makedirs(e.TMP, mode=0o755, exist_ok=True)
-    os.chmod(e.TMP, 0o755)
+    h.ensure_tmp()
     shutil.rmtree(ART, ignore_errors=True)
     os.makedirs(ART, mode=0o755)
+    e.log(f"screenshots go to {ART}")
     rootfs = e.desktop_harness.ensure_rootfs("default")
     ROGUE = e.make_rogue_pki(os.path.join(e.TMP, "e2e-rogue"))
     layer = e.trust_store_layer(rootfs, ROGUE[0], os.path.join(e.TMP, "e2e-trust-layer"))

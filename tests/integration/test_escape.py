@@ -249,8 +249,7 @@ class EscapeBattery(unittest.TestCase):
     @classmethod
     def run_battery(cls, t0):
         s = cls.s
-        os.makedirs(h.TMP, mode=0o755, exist_ok=True)
-        os.chmod(h.TMP, 0o755)
+        h.ensure_tmp()
         rootfs = d.ensure_rootfs("default")
         cls.timings["rootfs_s"] = round(time.monotonic() - t0, 1)
         token = secrets.token_hex(16)

@@ -41,6 +41,7 @@ S = None            # the Sysroot
 ROOTFS = None       # busybox + probe + grant mount roots + policy placeholder
 AUDIO_ROOTFS = None  # the same, with what the audio grant looks for
 CFG_AUDIO = CFG_DESKTOP = None
+USER_TOOL = None    # TOOL where the instances' users can run it (user_tool())
 RUN_DIR = f"/run/pukaipu-test-grants-{os.getpid()}"
 UIDS = iter(range(3100, 3199))
 
@@ -94,16 +95,30 @@ def write_config(path, cfg):
     return path
 
 
-# Host folders the tests grant. Not under the build tree: a checkout may live
-# under /tmp, which pukaipu never lets an instance mount.
+# Host folders the tests grant. Not under the build tree or the test scratch
+# (h.TMP): a checkout may live under /tmp, and so does h.TMP when the tests
+# run outside meson, and pukaipu never lets an instance mount /tmp.
 HOSTDATA = f"/srv/pukaipu-test-grants-{os.getpid()}"
 
 
+def user_tool():
+    """TOOL as the instances' users run it (runuser): a copy in h.TMP, since
+    the build tree may be out of their reach (a checkout under root's 0700
+    home)."""
+    dest = os.path.join(h.TMP, "bin", "pukaipu")
+    os.makedirs(os.path.dirname(dest), mode=0o755, exist_ok=True)
+    os.chmod(os.path.dirname(dest), 0o755)
+    shutil.copyfile(TOOL, dest + ".tmp")
+    os.chmod(dest + ".tmp", 0o755)
+    os.replace(dest + ".tmp", dest)
+    return dest
+
+
 def setUpModule():
-    global S, ROOTFS, AUDIO_ROOTFS, CFG_AUDIO
+    global S, ROOTFS, AUDIO_ROOTFS, CFG_AUDIO, USER_TOOL
     os.makedirs(HOSTDATA, mode=0o755, exist_ok=True)
-    os.makedirs(h.TMP, mode=0o755, exist_ok=True)
-    os.chmod(h.TMP, 0o755)
+    h.ensure_tmp()
+    USER_TOOL = user_tool()
     S = Sysroot("grants")
     S.run_dir = RUN_DIR
     ROOTFS = make_rootfs("grants-rootfs")
@@ -146,7 +161,14 @@ class Base(unittest.TestCase):
         os.chown(p, uid, uid)
 
     def start(self, user, *extra, env=None, timeout=60):
-        return S.run([h.RUN, user, *extra], env=env, timeout=timeout)
+        r = S.run([h.RUN, user, *extra], env=env, timeout=timeout)
+        if "--shell" not in extra and "--print-spec" not in extra:
+            # The desktop's output comes through pukaipu-run's relay, on its
+            # stderr (pukaipu-run(8)): split it from pukaipu-run's own lines.
+            lines = r.stderr.splitlines(True)
+            r.stdout += "".join(x for x in lines if not x.startswith("pukaipu-run: "))
+            r.stderr = "".join(x for x in lines if x.startswith("pukaipu-run: "))
+        return r
 
     def grant(self, user, kind, value, env=None):
         r = pukaipu("grant", user, kind, value, env=env)
@@ -230,7 +252,7 @@ class Commands(Base):
     def test_only_root_changes_grants(self):
         self.create("groot")
         uid = self.create("gother")
-        r = S.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", TOOL, "grant", "groot",
+        r = S.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", USER_TOOL, "grant", "groot",
                    "clipboard", "both"])
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("must run as root", r.stderr)
@@ -367,10 +389,13 @@ class Mounts(Base):
         self.assertIn("session-ran", r.stdout)
         secret = os.path.join(HOSTDATA, "root-only-2")
         os.makedirs(secret, mode=0o700, exist_ok=True)
-        for target, needle in (("/etc", " (resolves to '/etc'): refused, it is or lies inside '/etc'"),
-                               ("/home/gvictim", " (resolves to '/home/gvictim'): refused"),
-                               ("/", " (resolves to '/'): refused"),
-                               (secret, ": refused, the user cannot read it on the host")):
+        # Another host folder the user may read: no rule forbids it, only the
+        # grant's recorded identity tells it from the granted one.
+        readable = os.path.join(HOSTDATA, "readable-elsewhere")
+        os.makedirs(readable, mode=0o755, exist_ok=True)
+        symlinked = " refused, a symlink is on the way now"
+        for target, needle in (("/etc", symlinked), ("/home/gvictim", symlinked), ("/", symlinked),
+                               (secret, symlinked), (readable, symlinked)):
             with self.subTest(target=target):
                 # The user swaps the granted folder for a symlink.
                 os.rename(data, data + ".old") if os.path.isdir(data) and not os.path.islink(data) else os.unlink(data)
@@ -379,11 +404,44 @@ class Mounts(Base):
                 r = self.start("gswap")
                 self.assertEqual(r.returncode, 125, r.stdout + r.stderr)
                 self.assertNotIn("session-ran", r.stdout)
-                self.assertIn(f"grant '/home/gswap/data'{needle}", r.stderr)
+                # One error line, the last (warnings and the socket line come before it).
+                errors = [x for x in r.stderr.splitlines() if "grant '" in x]
+                self.assertEqual(len(errors), 1, r.stderr)
+                self.assertIn(f"grant '/home/gswap/data':{needle}", r.stderr.strip().splitlines()[-1])
         os.unlink(data)
+        # Or for another real folder of its own, by rename: the same path,
+        # another inode.
+        self.mkdir_as(data, uid)
+        r = self.start("gswap")
+        self.assertEqual(r.returncode, 125, r.stdout + r.stderr)
+        self.assertIn("grant '/home/gswap/data': refused, it is not the one that was granted", r.stderr)
+        os.rmdir(data)
         os.rename(data + ".old", data)
         r = self.start("gswap")
         self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_folder_the_user_can_change_is_refused_at_grant_time(self):
+        uid = self.create("ganc")
+        # A folder outside the home whose parent the user owns: the user could
+        # put anything at the granted path later.
+        parent = os.path.join(HOSTDATA, "owned-by-ganc")
+        self.mkdir_as(parent, uid)
+        child = os.path.join(parent, "data")
+        self.mkdir_as(child, uid)
+        before = state_of("ganc")
+        line = self.assert_refused(pukaipu("grant", "ganc", "mount", f"{child}:/mnt/data"),
+                                   f"refused, the user can change its folder '{parent}'")
+        self.assertIn("nothing changed", line)
+        self.assertEqual(state_of("ganc"), before)
+        # Inside the user's own home it is allowed, and the identity is kept.
+        inner = os.path.join(self.home("ganc"), "a", "b")
+        self.mkdir_as(os.path.dirname(inner), uid)
+        self.mkdir_as(inner, uid)
+        self.grant("ganc", "mount", "/home/ganc/a/b:/mnt/b")
+        with open(os.path.join(S.state, "instances/ganc/instance.json")) as f:
+            g = json.load(f)["grants"]["mounts"][0]
+        st = os.stat(inner)
+        self.assertEqual((g["resolved"], g["dev"], g["ino"]), ("/home/ganc/a/b", st.st_dev, st.st_ino))
 
     def test_print_spec_shows_grants_and_stays_plain_oci(self):
         uid = self.create("gspec")
@@ -600,7 +658,7 @@ class DesktopGrants(Base):
         r = self.xpra_as("dintruder", "screenshot", "/home/dintruder/frame.png")
         self.assertNotEqual(r.returncode, 0)
         self.assertFalse(os.path.exists(os.path.join(self.home("dintruder"), "frame.png")))
-        r = S.run(["runuser", "-u", "dintruder", "--", TOOL, "attach", "dattach"])
+        r = S.run(["runuser", "-u", "dintruder", "--", USER_TOOL, "attach", "dattach"])
         self.assertEqual(r.returncode, 1)
         self.assertEqual(r.stderr.strip(), "pukaipu: attach to 'dattach': only dattach can open that "
                                            "desktop: Permission denied")
@@ -611,7 +669,7 @@ class DesktopGrants(Base):
         self.assertIn("runuser -u dattach -- pukaipu attach dattach", r.stderr)
         # Not running: said as such.
         self.create("dstopped")
-        r = S.run(["runuser", "-u", "dstopped", "--", TOOL, "attach", "dstopped"])
+        r = S.run(["runuser", "-u", "dstopped", "--", USER_TOOL, "attach", "dstopped"])
         self.assertEqual(r.returncode, 1)
         self.assertIn("is not running", r.stderr)
         self.attach_with_display("dattach", attach)
@@ -632,7 +690,7 @@ class DesktopGrants(Base):
             log = os.path.join(h.TMP, "grants-attach-client.log")
             with open(log, "w") as logf:
                 client = S.popen(["runuser", "-u", user, "--", "env", f"HOME=/home/{user}", f"DISPLAY={display}",
-                                  TOOL, "attach", user, "--", "--opengl=no", "--notifications=no", "--tray=no",
+                                  USER_TOOL, "attach", user, "--", "--opengl=no", "--notifications=no", "--tray=no",
                                   "--speaker=off", "--microphone=off", "--webcam=no"],
                                  stdout=logf, stderr=subprocess.STDOUT)
 

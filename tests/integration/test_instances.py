@@ -50,11 +50,14 @@ class Instances(unittest.TestCase):
             "listenAddress": "127.0.0.1",
             "apparmor": {"policy": "optional"},
             "seccompProfile": os.path.join(h.SRC, "profiles/seccomp/default.json"),
+            "tmpSize": "8m",
             "session": {"command": ["/bin/sh", "-c",
                                     "probe status; probe fds; echo LISTEN_FDS=$LISTEN_FDS LISTEN_PID=$LISTEN_PID "
                                     "XPRA_SD_SOCKET_TYPE=$XPRA_SD_SOCKET_TYPE; "
                                     "echo hello > /data/home/from-inside; cat /etc/passwd; "
-                                    "if test -e /run/pukaipu/tls; then echo tls-inside; else echo no-tls-inside; fi"],
+                                    "if test -e /run/pukaipu/tls; then echo tls-inside; else echo no-tls-inside; fi; "
+                                    "dd if=/dev/zero of=/tmp/fill bs=1048576 count=20 2>/dev/null; "
+                                    "echo tmpfill=$(( $(stat -c %s /tmp/fill) / 1048576 ))"],
                         "shell": ["/bin/sh"]},
             "network": {"mode": "none"},
         }
@@ -99,6 +102,8 @@ class Instances(unittest.TestCase):
             self.assertEqual(st.st_uid, 0, name)
         self.assertFalse(os.path.exists(os.path.join(certs, "client-ca.key")))  # never kept
         home = self.s.host_home("john")
+        # The home pukaipu made is the user's alone (useradd's default here is 0755).
+        self.assertEqual(stat.S_IMODE(os.stat(home).st_mode), 0o700)
         for d in (".config/qtile", ".config/kitty", ".cache", "Downloads", "brave-profile"):
             st = os.stat(os.path.join(home, d))
             self.assertEqual(st.st_uid, uid, d)
@@ -156,6 +161,41 @@ class Instances(unittest.TestCase):
                 self.assert_refused(self.pukaipu(*args), needle)
         self.assertEqual(tree_digest(self.s.state, self.s.etc, self.s.home), before)
 
+    def test_bad_numbers_are_usage_errors_naming_the_option(self):
+        # Numbers are parsed and range-checked by the command line parser:
+        # exit status 2, one line naming the option, nothing changed.
+        self.assertEqual(self.create("numset").returncode, 0)
+        before = tree_digest(self.s.state, self.s.etc, self.s.home)
+        cases = [
+            (["create", "bob", "--fqdn", "x.test", "--port", "0"], "--port"),
+            (["create", "bob", "--fqdn", "x.test", "--port", "65536"], "--port"),
+            (["create", "bob", "--fqdn", "x.test", "--port", "http"], "--port"),
+            (["create", "bob", "--fqdn", "x.test", "--uid", "-1"], "--uid"),
+            (["create", "bob", "--fqdn", "x.test", "--uid", "4294967295"], "--uid"),
+            (["create", "bob", "--fqdn", "x.test", "--cpus", "0"], "--cpus"),
+            (["create", "bob", "--fqdn", "x.test", "--cpus", "1,5"], "--cpus"),
+            (["create", "bob", "--fqdn", "x.test", "--cpus", "2000"], "--cpus"),
+            (["create", "bob", "--fqdn", "x.test", "--tasks", "3"], "--tasks"),
+            (["create", "bob", "--fqdn", "x.test", "--tasks", "-16"], "--tasks"),
+            (["create", "bob", "--fqdn", "x.test", "--tasks", "2048x"], "--tasks"),
+            (["set", "numset", "--cpus", "0"], "--cpus"),
+            (["set", "numset", "--cpus", "lots"], "--cpus"),
+            (["set", "numset", "--tasks", "99999999999"], "--tasks"),
+            (["set", "numset", "--tasks", "1.5"], "--tasks"),
+        ]
+        for args, option in cases:
+            with self.subTest(args=args):
+                r = self.pukaipu(*args)
+                self.assertEqual(r.returncode, 2, r.stdout + r.stderr)
+                self.assert_refused(r, option)
+        # Not a number at all, past the parser: still one line naming it.
+        self.assert_refused(self.pukaipu("set", "numset", "--cpus", "nan"), "--cpus")
+        self.assertEqual(tree_digest(self.s.state, self.s.etc, self.s.home), before)
+        # "none" still removes a limit (set) and is refused as pointless (create).
+        r = self.pukaipu("set", "numset", "--cpus", "none", "--tasks", "none")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assert_refused(self.pukaipu("create", "bob", "--fqdn", "x.test", "--tasks", "none"), "'none' is the default")
+
     def test_port_and_uid_collisions_refused(self):
         r = self.create("pa", "--port", "24590", "--uid", "3090")
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -197,9 +237,13 @@ class Instances(unittest.TestCase):
         r = self.s.run(["useradd", "--uid", "3050", "--user-group", "--create-home", "--home-dir",
                         "/home/existing", "existing"])
         self.assertEqual(r.returncode, 0, r.stderr)
+        os.chmod(self.s.host_home("existing"), 0o755)
         r = self.create("existing")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("uid 3050", r.stdout)
+        # An adopted home stays as it is, but a home others can read is said.
+        self.assertIn("is open to others (mode 0755)", r.stderr)
+        self.assertEqual(stat.S_IMODE(os.stat(self.s.host_home("existing")).st_mode), 0o755)
 
     def test_a_user_left_by_a_failed_create_is_still_ours(self):
         # What a create leaves when it fails after useradd: the user, with
@@ -370,6 +414,8 @@ class Instances(unittest.TestCase):
         uid = int(re.search(r"uid (\d+)", r.stdout).group(1))
         res = self.s.run([h.RUN, "runner"], timeout=60)
         self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertEqual(res.stdout, "")  # the desktop's output comes through the relay, on stderr
+        res.stdout = res.stderr
         kv = h.keyvals(res.stdout)
         self.assertEqual(kv["uid"], f"{uid},{uid},{uid}")
         self.assertEqual(kv["CapEff"], "0000000000000000")
@@ -384,6 +430,7 @@ class Instances(unittest.TestCase):
         self.assertIn("no-tls-inside", res.stdout)
         self.assertNotIn("-----BEGIN", res.stdout)
         self.assertFalse(os.path.exists(os.path.join(self.s.run_dir, "runner", "tls")))
+        self.assertEqual(kv["tmpfill"], "8")  # filling /tmp stops at tmpSize, not at the host's memory
         # The home is the user's, on the host.
         f = os.path.join(self.s.host_home("runner"), "from-inside")
         self.assertEqual(open(f).read(), "hello\n")
@@ -497,6 +544,144 @@ class Instances(unittest.TestCase):
         r = self.s.run([h.RUN, "../etc"])
         self.assertEqual(r.returncode, 125)
         self.assertIn("not a valid user name", r.stderr)
+
+
+class RunRecords(unittest.TestCase):
+    """Each pukaipu-run of an instance keeps its own record: a --shell that
+    ends never removes the desktop's, and remove waits for all of them."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.s = Sysroot("records")
+        cfg = {
+            "rootfs": h.rootfs(),
+            "uidRange": [3200, 3299],
+            "portRange": [24700, 24799],
+            "listenAddress": "127.0.0.1",
+            "apparmor": {"policy": "optional"},
+            "seccompProfile": os.path.join(h.SRC, "profiles/seccomp/default.json"),
+            "session": {"command": ["/bin/sh", "-c", "echo desktop-up; exec sleep 120"],
+                        "shell": ["/bin/sh", "-c", "echo shell-up; sleep 1"]},
+            "network": {"mode": "none"},
+        }
+        with open(cls.s.config, "w") as f:
+            json.dump(cfg, f)
+        r = cls.s.run([TOOL, "create", "rec", "--fqdn", "rec.example.test"])
+        assert r.returncode == 0, r.stderr
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.cleanup()
+
+    def state(self):
+        r = self.s.run([TOOL, "list", "--json"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return {i["user"]: i["state"] for i in json.loads(r.stdout)}["rec"]
+
+    def test_a_shell_ending_leaves_the_desktop_running_and_remove_refused(self):
+        desktop = self.s.popen([h.RUN, "rec"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            self.assertTrue(h.wait_for(lambda: self.state() == "running", timeout=30), "desktop never ran")
+            shell = self.s.run([h.RUN, "rec", "--shell"], timeout=60, stdin=subprocess.DEVNULL)
+            self.assertEqual(shell.returncode, 0, shell.stderr)
+            self.assertIn("shell-up", shell.stdout)
+            # The shell's end took only its own record.
+            self.assertEqual(self.state(), "running")
+            r = self.s.run([TOOL, "remove", "rec"])
+            self.assertNotEqual(r.returncode, 0)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertIn("instance 'rec' is running (pukaipu-run pid", r.stderr)
+            self.assertTrue(os.path.exists(os.path.join(self.s.state, "instances/rec/instance.json")))
+        finally:
+            desktop.terminate()
+            desktop.wait(timeout=30)
+        # A shell alone also holds the instance.
+        shell = self.s.popen([h.RUN, "rec", "--shell"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        try:
+            run_dir = os.path.join(self.s.run_dir, "rec")
+            self.assertTrue(h.wait_for(lambda: any(n.startswith("shell-") for n in os.listdir(run_dir)), timeout=30))
+            r = self.s.run([TOOL, "remove", "rec"])
+            self.assertNotEqual(r.returncode, 0, r.stdout)
+            self.assertIn("is running", r.stderr)
+        finally:
+            shell.communicate(timeout=60)
+        self.assertEqual(self.state(), "stopped")
+        r = self.s.run([TOOL, "remove", "rec"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+
+class DesktopStdio(unittest.TestCase):
+    """`pukaipu-run USER` run by an administrator in a terminal: the desktop
+    gets none of it (stdin /dev/null, output through the relay with control
+    characters escaped, no /dev/tty, a session of its own)."""
+
+    SCRIPT = (
+        "for fd in 0 1 2; do [ -t $fd ] && echo tty-on-fd-$fd; done; "
+        "[ -e /dev/tty ] && echo dev-tty-present; "
+        "stty raw -echo </dev/tty 2>/dev/null && echo stty-changed-a-terminal; "
+        "echo sid=$(cut -d' ' -f6 /proc/self/stat) pgrp=$(cut -d' ' -f5 /proc/self/stat); "
+        "read -r line && echo read-from-stdin:$line; "
+        "printf '<0>emergency-from-inside\\n'; "
+        "printf '\\033]0;owned\\007\\033[2Jafter-escapes\\n'; "
+        "printf 'no newline at the end'")
+
+    @classmethod
+    def setUpClass(cls):
+        cls.s = Sysroot("stdio")
+        cfg = {
+            "rootfs": h.rootfs(),
+            "uidRange": [3100, 3199],
+            "portRange": [24600, 24699],
+            "listenAddress": "127.0.0.1",
+            "apparmor": {"policy": "optional"},
+            "seccompProfile": os.path.join(h.SRC, "profiles/seccomp/default.json"),
+            "session": {"command": ["/bin/sh", "-c", cls.SCRIPT], "shell": ["/bin/sh"]},
+            "network": {"mode": "none"},
+        }
+        with open(cls.s.config, "w") as f:
+            json.dump(cfg, f)
+        r = cls.s.run([TOOL, "create", "ttyuser", "--fqdn", "ttyuser.example.test"])
+        assert r.returncode == 0, r.stderr
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.s.cleanup()
+
+    def test_desktop_keeps_nothing_of_the_launchers_terminal(self):
+        import pty
+        import termios
+        master, slave = pty.openpty()
+        before = termios.tcgetattr(slave)
+        p = self.s.popen([h.RUN, "ttyuser"], stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+                         preexec_fn=lambda: __import__("fcntl").ioctl(0, termios.TIOCSCTTY, 0))
+        os.close(slave)
+        os.write(master, b"typed-by-the-admin\n")
+        out = b""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every holder of the slave is gone
+                break
+            if not chunk:
+                break
+            out += chunk
+        self.assertEqual(p.wait(timeout=30), 0, out)
+        text = out.decode(errors="replace")
+        for bad in ("tty-on-fd-", "dev-tty-present", "stty-changed-a-terminal", "read-from-stdin:"):
+            self.assertNotIn(bad, text)
+        # The container has its own session: inside, it is led by PID 1 (the
+        # reaper). Without setsid it would be the launcher's, outside the
+        # PID namespace, and show as 0.
+        self.assertRegex(text, r"sid=1 pgrp=1")
+        self.assertIn("<0>emergency-from-inside", text)  # text, not a priority (SyslogLevelPrefix=no)
+        self.assertNotIn("\x1b]0;owned", text)          # no raw escape reached the terminal
+        self.assertIn("\\x1b]0;owned\\x07\\x1b[2Jafter-escapes", text)
+        self.assertIn("no newline at the end", text)       # the last partial line is flushed
+        # The terminal's modes are the launcher's to change, and it changed none.
+        self.assertEqual(termios.tcgetattr(master), before)
+        os.close(master)
 
 
 if __name__ == "__main__":

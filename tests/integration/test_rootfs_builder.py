@@ -47,7 +47,7 @@ def builder(*args, env=None, timeout=120):
 
 class Workdir:
     def setUp(self):
-        os.makedirs(h.TMP, mode=0o755, exist_ok=True)
+        h.ensure_tmp()
         self.dir = tempfile.mkdtemp(prefix="rootfs-builder-", dir=h.TMP)
         os.chmod(self.dir, 0o755)
 

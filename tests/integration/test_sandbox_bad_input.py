@@ -67,6 +67,34 @@ class BadInput(unittest.TestCase):
         self.expect_error(d, "owned by uid 3999")
         shutil.rmtree(bad)
 
+    def test_rootfs_and_bind_source_out_of_the_users_reach(self):
+        # As a checkout under root's 0700 home: the container's uid cannot
+        # search a directory above the rootfs (or a bind source). Said
+        # before any namespace exists, naming that directory and the ids.
+        hidden = os.path.join(h.TMP, "hidden")
+        shutil.rmtree(hidden, ignore_errors=True)
+        os.mkdir(hidden)
+        os.chmod(hidden, 0o700)
+        root = os.path.join(hidden, "rootfs")
+        shutil.copytree(h.rootfs(), root, symlinks=True)
+        home = os.path.join(hidden, "home")
+        os.mkdir(home)
+        os.chmod(home, 0o755)
+        behind = f"uid {h.UID} (gid {h.GID}) cannot search '{hidden}' (mode 0700, owner 0:0)"
+        d_root = self.spec_bundle("hidden-root", lambda s: s["root"].__setitem__("path", root))
+        line = self.expect_error(d_root, "cannot search")
+        self.assertEqual(line, f"pukaipu-run: root.path '{root}': {behind}")
+        d_home = self.spec_bundle("hidden-home", lambda s: s["mounts"].append(
+            {"destination": "/data/home", "type": "bind", "source": home, "options": ["rbind"]}))
+        line = self.expect_error(d_home, "cannot search")
+        self.assertEqual(line, f"pukaipu-run: mount '{home}' on '/data/home': {behind}")
+        # Others may pass (not list): both start.
+        os.chmod(hidden, 0o711)
+        for d in (d_root, d_home):
+            r = h.run(d)
+            self.assertEqual(r.returncode, 0, r.stderr)
+        shutil.rmtree(hidden)
+
     def test_bundle_writable_by_others(self):
         d = self.spec_bundle("writable-bundle", lambda s: None)
         os.chmod(d, 0o777)

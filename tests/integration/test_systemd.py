@@ -80,6 +80,10 @@ int main(void)
 	p[0].events = POLLIN;
 	double last = now();
 	fprintf(stderr, "sdserve: serving fd 3, idle timeout %d s\n", idle);
+	/* A line that journald would log at emergency level (and broadcast to
+	   every terminal) if the unit took priority prefixes from the desktop. */
+	printf("<0>sdserve-emergency-attempt\n");
+	fflush(stdout);
 	while (!stop) {
 		int timeout = -1;
 		if (idle > 0 && n == 1) {
@@ -482,6 +486,11 @@ def run_checks(m, c):
     c.expect(any(n.startswith("pk") for n in links), "egress under the unit's hardening: a veth exists", str(links))
     journal = sh("journalctl -u pukaipu@e.service -o cat --no-pager").stdout
     c.expect("bound 127.0.0.1 port" in journal, "pukaipu-run says it bound the port", journal[-500:])
+    c.expect("<0>sdserve-emergency-attempt" in journal,
+             "the desktop's '<0>...' line is in the journal as text", journal[-500:])
+    emerg = sh("journalctl -p emerg -o cat --no-pager", check=False).stdout
+    c.expect("sdserve-emergency-attempt" not in emerg,
+             "nothing the desktop printed was logged at emergency level", emerg[-500:])
     sh("systemctl stop pukaipu@e.service")
     links = sh("ls /sys/class/net").stdout.split()
     c.expect(not any(n.startswith("pk") for n in links), "egress: the veth is gone after stop", str(links))

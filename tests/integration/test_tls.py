@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """TLS behaviour of pukaipu's certificates against a server set up as xpra does.
 
-Certificates are made by pukaipu-certtool (certs/certtool.cc), i.e. by the same
+Certificates are made by pukaipu-certtool (tests/certtool/certtool.cc), i.e. by the same
 library as `pukaipu create`. The server mirrors xpra 3.1's
 xpra/net/socket_util.py get_ssl_wrap_socket_fn() for
 `--ssl-protocol=TLS --ssl-client-verify-mode=required --ssl-ca-certs=CLIENT-CA`
@@ -22,7 +22,7 @@ The "system trust store" is the real default path (/etc/ssl/certs, through
 /usr/lib/ssl/{cert.pem,certs}) with a rogue CA bind-mounted over it in a private
 mount namespace (root); without root, SSL_CERT_FILE/SSL_CERT_DIR stand in for it.
 
-Run: meson test tls, or PUKAIPU_CERTTOOL=build/certs/pukaipu-certtool python3
+Run: meson test tls, or PUKAIPU_CERTTOOL=build/tests/pukaipu-certtool python3
 tests/integration/test_tls.py. Everything listens on 127.0.0.1 only.
 Exit status: 0 pass, 1 fail, 77 skip (printed with why).
 """
@@ -47,7 +47,7 @@ def find_certtool():
     tool = os.environ.get("PUKAIPU_CERTTOOL", "")
     if tool:
         return tool
-    found = sorted(glob.glob(os.path.join(SRC, "build*", "certs", "pukaipu-certtool")), key=os.path.getmtime)
+    found = sorted(glob.glob(os.path.join(SRC, "build*", "tests", "pukaipu-certtool")), key=os.path.getmtime)
     return found[-1] if found else ""
 
 

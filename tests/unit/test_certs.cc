@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
@@ -182,6 +183,17 @@ TEST_CASE("server certificate: SAN dns+ip, EKU serverAuth only, digitalSignature
 	CHECK(i.serialHex.size() >= 24); // fails only with probability ~2^-29
 	CHECK(i.serialHex[0] != '-');
 	CHECK(i.sha256Fingerprint.size() == 32 * 3 - 1);
+	// Upper-case hex pairs joined by ':', of the DER's SHA-256 (as browsers show it).
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdLen = 0;
+	REQUIRE(X509_digest(s.cert.get(), EVP_sha256(), md, &mdLen));
+	std::string want;
+	for (unsigned int k = 0; k < mdLen; k++) {
+		char pair[4];
+		std::snprintf(pair, sizeof(pair), k ? ":%02X" : "%02X", md[k]);
+		want += pair;
+	}
+	CHECK(i.sha256Fingerprint == want);
 }
 
 TEST_CASE("server certificate: an IP as fqdn goes into iPAddress; long names drop the CN, SAN critical")

@@ -114,50 +114,50 @@ TEST_CASE("grant and revoke: one kind at a time, unknown kinds and values refuse
 {
 	InstanceConfig i = instance();
 	const InstanceConfig before = i;
-	CHECK(err(applyGrant(i, GrantOp::Grant, "webcam", "on")) ==
+	CHECK(err(applyGrant(i.grants, GrantOp::Grant, "webcam", "on")) ==
 	      "unknown kind 'webcam' (valid: mount, network, clipboard, downloads, printing, audio, gpu)");
-	CHECK(err(applyGrant(i, GrantOp::Grant, "clipboard", "yes")) ==
+	CHECK(err(applyGrant(i.grants, GrantOp::Grant, "clipboard", "yes")) ==
 	      "clipboard: 'yes' is not one of: both, to-browser, from-browser, off");
-	CHECK(err(applyGrant(i, GrantOp::Grant, "downloads", "yes")) == "downloads: 'yes' is not one of: on, off");
-	CHECK(err(applyGrant(i, GrantOp::Grant, "network", "host")) == "network: 'host' is not one of: egress, none");
-	CHECK(err(applyGrant(i, GrantOp::Grant, "mount", "/srv/a:/etc/a")).find("must be inside") != std::string::npos);
-	CHECK(toJson(i) == toJson(before));
+	CHECK(err(applyGrant(i.grants, GrantOp::Grant, "downloads", "yes")) == "downloads: 'yes' is not one of: on, off");
+	CHECK(err(applyNetworkGrant(i.network, GrantOp::Grant, "host")) == "network: 'host' is not one of: egress, none");
+	CHECK(err(applyGrant(i.grants, GrantOp::Grant, "mount", "/srv/a:/etc/a")).find("must be inside") != std::string::npos);
+	CHECK(json(i) == json(before));
 
-	auto c = applyGrant(i, GrantOp::Grant, "clipboard", "to-browser");
+	auto c = applyGrant(i.grants, GrantOp::Grant, "clipboard", "to-browser");
 	REQUIRE(c);
 	CHECK(c->changed);
 	CHECK(c->what == "clipboard: off -> to-browser");
-	c = applyGrant(i, GrantOp::Grant, "clipboard", "to-browser");
+	c = applyGrant(i.grants, GrantOp::Grant, "clipboard", "to-browser");
 	REQUIRE(c);
 	CHECK_FALSE(c->changed);
-	c = applyGrant(i, GrantOp::Revoke, "clipboard", "both"); // not what is granted
+	c = applyGrant(i.grants, GrantOp::Revoke, "clipboard", "both"); // not what is granted
 	REQUIRE(c);
 	CHECK_FALSE(c->changed);
-	c = applyGrant(i, GrantOp::Revoke, "clipboard", "to-browser");
+	c = applyGrant(i.grants, GrantOp::Revoke, "clipboard", "to-browser");
 	REQUIRE(c);
 	CHECK(c->changed);
 	CHECK(i.grants.clipboard == "off");
 
 	for (const char* kind : { "downloads", "printing", "audio", "gpu" }) {
-		c = applyGrant(i, GrantOp::Grant, kind, "on");
+		c = applyGrant(i.grants, GrantOp::Grant, kind, "on");
 		REQUIRE(c);
 		CHECK(c->what == std::string(kind) + ": off -> on");
 	}
 	CHECK(i.grants.downloads);
 	CHECK(i.grants.gpu);
-	c = applyGrant(i, GrantOp::Revoke, "gpu", "on");
+	c = applyGrant(i.grants, GrantOp::Revoke, "gpu", "on");
 	REQUIRE(c);
 	CHECK_FALSE(i.grants.gpu);
-	c = applyGrant(i, GrantOp::Grant, "audio", "off");
+	c = applyGrant(i.grants, GrantOp::Grant, "audio", "off");
 	REQUIRE(c);
 	CHECK_FALSE(i.grants.audio);
 
 	// network is the instance's own field; revoking returns it to the global default.
-	c = applyGrant(i, GrantOp::Grant, "network", "none");
+	c = applyNetworkGrant(i.network, GrantOp::Grant, "none");
 	REQUIRE(c);
 	CHECK(i.network == "none");
 	CHECK(c->what == "network: default -> none");
-	c = applyGrant(i, GrantOp::Revoke, "network", "none");
+	c = applyNetworkGrant(i.network, GrantOp::Revoke, "none");
 	REQUIRE(c);
 	CHECK(i.network.empty());
 }
@@ -165,20 +165,20 @@ TEST_CASE("grant and revoke: one kind at a time, unknown kinds and values refuse
 TEST_CASE("mount grants: duplicates change nothing, overlapping container paths are refused, revoke by path")
 {
 	InstanceConfig i = instance();
-	REQUIRE(applyGrant(i, GrantOp::Grant, "mount", "/srv/b:/mnt/b:rw"));
-	REQUIRE(applyGrant(i, GrantOp::Grant, "mount", "/srv/a:/mnt/a"));
+	REQUIRE(applyGrant(i.grants, GrantOp::Grant, "mount", "/srv/b:/mnt/b:rw"));
+	REQUIRE(applyGrant(i.grants, GrantOp::Grant, "mount", "/srv/a:/mnt/a"));
 	REQUIRE(i.grants.mounts.size() == 2);
 	CHECK(i.grants.mounts[0].container == "/mnt/a"); // sorted: parents before children
-	auto c = applyGrant(i, GrantOp::Grant, "mount", "/srv/a:/mnt/a:ro");
+	auto c = applyGrant(i.grants, GrantOp::Grant, "mount", "/srv/a:/mnt/a:ro");
 	REQUIRE(c);
 	CHECK_FALSE(c->changed);
-	CHECK(err(applyGrant(i, GrantOp::Grant, "mount", "/srv/c:/mnt/a")).find("already granted") != std::string::npos);
-	CHECK(err(applyGrant(i, GrantOp::Grant, "mount", "/srv/c:/mnt/a/c")).find("overlaps") != std::string::npos);
-	CHECK(err(applyGrant(i, GrantOp::Grant, "mount", "/srv/c:/mnt")).find("must be inside") != std::string::npos);
-	c = applyGrant(i, GrantOp::Revoke, "mount", "/mnt/b");
+	CHECK(err(applyGrant(i.grants, GrantOp::Grant, "mount", "/srv/c:/mnt/a")).find("already granted") != std::string::npos);
+	CHECK(err(applyGrant(i.grants, GrantOp::Grant, "mount", "/srv/c:/mnt/a/c")).find("overlaps") != std::string::npos);
+	CHECK(err(applyGrant(i.grants, GrantOp::Grant, "mount", "/srv/c:/mnt")).find("must be inside") != std::string::npos);
+	c = applyGrant(i.grants, GrantOp::Revoke, "mount", "/mnt/b");
 	REQUIRE(c);
 	CHECK(c->what == "mount -/srv/b:/mnt/b:rw");
-	c = applyGrant(i, GrantOp::Revoke, "mount", "/srv/other:/mnt/a"); // another host path: not this grant
+	c = applyGrant(i.grants, GrantOp::Revoke, "mount", "/srv/other:/mnt/a"); // another host path: not this grant
 	REQUIRE(c);
 	CHECK_FALSE(c->changed);
 	CHECK(i.grants.mounts.size() == 1);
@@ -187,11 +187,11 @@ TEST_CASE("mount grants: duplicates change nothing, overlapping container paths 
 TEST_CASE("instance.json: grants round-trip, defaults are not written, parsing is strict")
 {
 	InstanceConfig i = instance();
-	CHECK_FALSE(toJson(i).contains("grants"));
-	REQUIRE(applyGrant(i, GrantOp::Grant, "mount", "/srv/a:/mnt/a:rw"));
-	REQUIRE(applyGrant(i, GrantOp::Grant, "clipboard", "both"));
-	REQUIRE(applyGrant(i, GrantOp::Grant, "downloads", "on"));
-	json j = toJson(i);
+	CHECK_FALSE(json(i).contains("grants"));
+	REQUIRE(applyGrant(i.grants, GrantOp::Grant, "mount", "/srv/a:/mnt/a:rw"));
+	REQUIRE(applyGrant(i.grants, GrantOp::Grant, "clipboard", "both"));
+	REQUIRE(applyGrant(i.grants, GrantOp::Grant, "downloads", "on"));
+	json j = i;
 	CHECK(j["grants"] == json::parse(R"({"mounts":[{"host":"/srv/a","container":"/mnt/a","mode":"rw"}],
 					     "clipboard":"both","downloads":"on"})"));
 	auto back = parseInstanceConfig(j);
@@ -257,10 +257,10 @@ TEST_CASE("what grants add to a spec")
 	CHECK(e.mounts.empty());
 	CHECK(e.warnings.back().find("local attach is off") != std::string::npos);
 
-	REQUIRE(applyGrant(i, GrantOp::Grant, "mount", "/srv/b:/mnt/b:rw"));
-	REQUIRE(applyGrant(i, GrantOp::Grant, "mount", "/home/john/x:/media/x"));
-	REQUIRE(applyGrant(i, GrantOp::Grant, "gpu", "on"));
-	REQUIRE(applyGrant(i, GrantOp::Grant, "audio", "on"));
+	REQUIRE(applyGrant(i.grants, GrantOp::Grant, "mount", "/srv/b:/mnt/b:rw"));
+	REQUIRE(applyGrant(i.grants, GrantOp::Grant, "mount", "/home/john/x:/media/x"));
+	REQUIRE(applyGrant(i.grants, GrantOp::Grant, "gpu", "on"));
+	REQUIRE(applyGrant(i.grants, GrantOp::Grant, "audio", "on"));
 	GrantFacts facts;
 	facts.renderNodes = { "/dev/dri/renderD128" };
 	facts.policyPlaceholders = { kPolicyPlaceholders[0] };
@@ -319,9 +319,9 @@ TEST_CASE("what grants add to a spec")
 TEST_CASE("grant mounts in the plan: bind without rbind, and 'dev' for render nodes")
 {
 	Spec s;
-	s.mounts.push_back({ "/mnt/b", "bind", "/srv/b", { "bind", "rw", "nosuid", "nodev" }, false, {} });
+	s.mounts.push_back({ "/mnt/b", "bind", "/srv/b", { "bind", "rw", "nosuid", "nodev" }, false, {}, {} });
 	s.mounts.push_back({ "/dev/dri/renderD128", "bind", "/dev/dri/renderD128",
-			     { "bind", "rw", "nosuid", "noexec", "dev" }, false, {} });
+			     { "bind", "rw", "nosuid", "noexec", "dev" }, false, {}, {} });
 	std::vector<std::string> w;
 	auto plan = planMounts(s, w);
 	REQUIRE(plan);
@@ -334,9 +334,9 @@ TEST_CASE("guardBind marks one bind mount of the spec; prepare() plans it guarde
 {
 	Spec s;
 	s.rootPath = "/";
-	s.mounts.push_back({ "/mnt/b", "bind", "/srv/b", { "rbind", "rw" }, false, {} });
-	s.mounts.push_back({ "/data/home", "bind", "/home/john", { "rbind", "rw" }, false, {} });
-	s.mounts.push_back({ "/tmp", "tmpfs", "tmpfs", {}, false, {} });
+	s.mounts.push_back({ "/mnt/b", "bind", "/srv/b", { "rbind", "rw" }, false, {}, {} });
+	s.mounts.push_back({ "/data/home", "bind", "/home/john", { "rbind", "rw" }, false, {}, {} });
+	s.mounts.push_back({ "/tmp", "tmpfs", "tmpfs", {}, false, {}, {} });
 	const std::vector<std::string> forbidden { "/", "/etc" };
 	REQUIRE(guardBind(s, "/mnt/b", forbidden));
 	RunOptions o;

@@ -95,5 +95,21 @@ TEST_CASE("mount options that would weaken isolation or be misread are refused")
 TEST_CASE("the /dev table holds exactly the safe nodes")
 {
 	std::vector<std::string> nodes(std::begin(kDevNodes), std::end(kDevNodes));
-	CHECK(nodes == std::vector<std::string> { "null", "zero", "full", "random", "urandom", "tty" });
+	CHECK(nodes == std::vector<std::string> { "null", "zero", "full", "random", "urandom" });
+	CHECK(std::string(kDevTty) == "tty");
+}
+
+TEST_CASE("/dev/tty only for a process.terminal")
+{
+	std::vector<std::string> w;
+	Spec s;
+	s.mounts.push_back({ "/dev", "tmpfs", "tmpfs", { "mode=755" }, false, {}, {} });
+	auto plan = planMounts(s, w);
+	REQUIRE(plan);
+	CHECK((*plan)[0].populateDev);
+	CHECK_FALSE((*plan)[0].devTty);
+	s.process.terminal = true;
+	plan = planMounts(s, w);
+	REQUIRE(plan);
+	CHECK((*plan)[0].devTty);
 }

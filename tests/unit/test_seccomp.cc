@@ -472,6 +472,8 @@ int defaultProfileChecks()
 	// flags invalid, so an allowed call fails with EINVAL and changes nothing).
 	if (errnoOf(::unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | 0x1)) != EINVAL)
 		return 7;
+	if (errnoOf(::unshare(CLONE_NEWUSER | CLONE_NEWCGROUP | 0x1)) != EPERM)
+		return 25;
 	if (errnoOf(::unshare(CLONE_NEWNS | 0x1)) != EPERM)
 		return 8;
 	if (errnoOf(::unshare(CLONE_NEWUTS | 0x1)) != EPERM)
@@ -494,6 +496,20 @@ int defaultProfileChecks()
 	if (s < 0)
 		return 16;
 	::close(s);
+	// AF_PACKET, and netlink but for ROUTE and KOBJECT_UEVENT.
+	if (errnoOf(::syscall(SYS_socket, 17UL, SOCK_RAW, 0)) != EPERM)
+		return 27;
+	if (errnoOf(::syscall(SYS_socket, 0x100000011UL, SOCK_RAW, 0)) != EPERM)
+		return 28;
+	for (int proto : { 0, 15 }) {
+		s = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, proto);
+		if (s < 0)
+			return 29;
+		::close(s);
+	}
+	for (unsigned long proto : { 1UL, 4UL, 9UL, 12UL, 13UL, 14UL, 16UL, 21UL, 0x10000000CUL, 0xffffffffffffffffUL })
+		if (errnoOf(::syscall(SYS_socket, 16UL, SOCK_RAW, proto)) != EPERM)
+			return 30;
 	// Explicit denials and the default action.
 	if (errnoOf(::mount("none", "/nonexistent-pukaipu", "tmpfs", 0, nullptr)) != EPERM)
 		return 17;

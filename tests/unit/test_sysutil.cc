@@ -1,7 +1,8 @@
-// sysutil: runProgram's contract (fixed PATH, captured output, exit status),
+// sysutil: runProgram's contract (fixed PATH, captured output, exit status), runAsUser,
 // makeDirs, monotonicMs.
 #include <doctest/doctest.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <string>
 #include <sys/stat.h>
@@ -78,4 +79,24 @@ TEST_CASE("makeDirs creates the missing parents; monotonicMs moves forward")
 	usleep(20000);
 	CHECK(monotonicMs() - t0 >= 20);
 	CHECK(system((std::string("rm -rf ") + dir).c_str()) == 0);
+}
+
+TEST_CASE("runAsUser: the body runs with the user's ids; its text or its Error (errno kept) comes back")
+{
+	if (geteuid() != 0) {
+		MESSAGE("skipped: runAsUser needs root to change ids");
+		return;
+	}
+	auto ids = runAsUser(65534, 65534, "ids", []() -> Result<std::string> {
+		return std::to_string(getuid()) + " " + std::to_string(getgid()) + " " + std::to_string(getgroups(0, nullptr));
+	});
+	REQUIRE_MESSAGE(ids, ids.error().message());
+	CHECK(*ids == "65534 65534 0");
+	auto err = runAsUser(65534, 65534, "err", []() -> Result<std::string> { return failErrno(EACCES, "open 'x'"); });
+	REQUIRE_FALSE(err);
+	CHECK(err.error().errno_ == EACCES);
+	CHECK(err.error().message() == "open 'x': Permission denied");
+	auto died = runAsUser(65534, 65534, "the helper", []() -> Result<std::string> { _exit(3); });
+	REQUIRE_FALSE(died);
+	CHECK(died.error().message() == "the helper as uid 65534 failed (status 768)");
 }

@@ -1,6 +1,8 @@
 // pukaipu-certtool: a thin test CLI over the certs library, so the TLS
 // integration test makes its certificates through the same code as pukaipu.
 // Not installed. Exit status: 0 ok, 1 failure (one line on stderr), 2 usage.
+// Its subcommands repeat one shape on purpose (load, issue, write, each
+// step's error printed): each reads as the recipe it is.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -8,7 +10,7 @@
 #include <vector>
 
 #include "base/file_io.h"
-#include "certs.h"
+#include "certs/certs.h"
 
 using namespace pukaipu;
 using namespace pukaipu::certs;
@@ -71,14 +73,9 @@ Args parse(int argc, char** argv)
 
 Result<void> writePair(const std::string& dir, const std::string& base, X509* cert, EVP_PKEY* key)
 {
-	auto certPem = certToPem(cert);
-	if (!certPem)
-		return tl::unexpected(certPem.error());
-	auto keyPem = keyToPem(key);
-	if (!keyPem)
-		return tl::unexpected(keyPem.error());
-	if (auto r = writeFileAtomic(dir + "/" + base + ".key", *keyPem, 0600); !r)
-		return r;
+	TRY(certPem, certToPem(cert));
+	TRY(keyPem, keyToPem(key));
+	TRYV(writeFileAtomic(dir + "/" + base + ".key", *keyPem, 0600));
 	return writeFileAtomic(dir + "/" + base + ".crt", *certPem, 0644);
 }
 
