@@ -56,6 +56,8 @@ Result<void> removeStaleSocket(const std::string& path, const sockaddr_un& sa)
 	return {};
 }
 
+} // namespace
+
 // The front door's group id; -1 when the group does not exist.
 Result<gid_t> frontDoorGid()
 {
@@ -66,7 +68,6 @@ Result<gid_t> frontDoorGid()
 		return failErrno(rc, "look up group '%s'", kFrontDoorGroup);
 	return res ? res->gr_gid : static_cast<gid_t>(-1);
 }
-} // namespace
 
 Result<ListenSocket> prepareListenSocket(const std::string& path)
 {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <sys/types.h>
 
 #include "base/error.h"
 
@@ -12,6 +13,9 @@ namespace pukaipu {
 // The group that may connect to the desktop sockets besides root: the front
 // door's. Without it on the host, the socket is root's alone.
 inline constexpr const char* kFrontDoorGroup = "haproxy";
+
+// The front door's group id; -1 when the group does not exist.
+[[nodiscard]] Result<gid_t> frontDoorGid();
 
 struct ListenSocket {
 	std::string how;     // for logs: "inherited from systemd" / "bound /run/pukaipu/john/desktop.sock"

@@ -37,29 +37,6 @@ std::string modeString(mode_t m)
 	return b;
 }
 
-// A DNS name of LDH labels (no wildcards), or an IP address literal.
-bool validHostName(const std::string& s)
-{
-	if (isIpLiteral(s))
-		return true;
-	if (s.empty() || s.size() > 253)
-		return false;
-	size_t start = 0;
-	for (size_t i = 0; i <= s.size(); i++) {
-		if (i < s.size() && s[i] != '.') {
-			char c = s[i];
-			if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'))
-				return false;
-			continue;
-		}
-		size_t len = i - start; // one label: 1..63 characters, no '-' at either end
-		if (len == 0 || len > 63 || s[start] == '-' || s[i - 1] == '-')
-			return false;
-		start = i + 1;
-	}
-	return true;
-}
-
 Result<certs::Ca> hostCa(const Paths& p)
 {
 	const std::string dir = p.hostCaDir();
