@@ -309,9 +309,10 @@ int main(int argc, char** argv)
 			return 0;
 		}
 		refreshFront(paths, *global);
-		std::printf("created instance '%s': uid %u, port %u, https://%s%s/\n", r->instance.user.c_str(), r->instance.uid,
-			    r->instance.port, front::instanceName(r->instance).c_str(),
-			    global->frontPort == 443 ? "" : (":" + std::to_string(global->frontPort)).c_str());
+		std::printf("created instance '%s': uid %u, port %u\n", r->instance.user.c_str(), r->instance.uid,
+			    r->instance.port);
+		std::printf("its address, through the front door: %s/\n",
+			    front::originOf(front::instanceName(r->instance), global->frontPort).c_str());
 		std::printf("client certificate: %s\n", r->p12Path.c_str());
 		std::printf("passphrase (shown once, never stored): %s\n", r->passphrase.c_str());
 		std::printf("start it with: systemctl enable --now pukaipu@%s.socket   (or: pukaipu-run %s)\n",

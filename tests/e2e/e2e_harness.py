@@ -178,6 +178,7 @@ class E2eHost(Sysroot):
     def env(self, extra=None):
         e = super().env(extra)
         e["PUKAIPU_SYSTEMD_DIR"] = os.path.join(self.root, "systemd")
+        e["PUKAIPU_FRONT_DIR"] = os.path.join(self.root, "front")
         return e
 
     def free_port(self):
@@ -283,101 +284,73 @@ class Instance(desktop_harness.Supervised):
 
 # --- the front door: HAProxy ----------------------------------------------
 
-FRONT_DOOR_CFG = """\
-global
-	log stdout format raw local0 info
-	# The group that may connect to the desktop sockets (root:haproxy 0660).
-	user haproxy
-	group haproxy
-	ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets
-
-defaults
-	mode http
-	log global
-	option httplog
-	timeout connect 5s
-	timeout client 30s
-	timeout server 30s
-	timeout tunnel 8h
-	timeout http-request 10s
-
-frontend desktops
-	bind 127.0.0.1:{port} ssl crt-list {d}/crt-list ssl-min-ver TLSv1.2 alpn http/1.1
-	# The instance is the one whose certificate and client CA the handshake
-	# used: ssl_fc_sni (for a resumed session, the SNI of the session).
-	http-request set-var(txn.sni) ssl_fc_sni,lower
-	# Host must name the same instance (421 Misdirected Request).
-	http-request set-var(txn.host) req.hdr(host),field(1,:),lower
-	http-request return status 421 content-type text/plain string "Host is not the TLS server name" unless {{ var(txn.host),strcmp(txn.sni) eq 0 }}
-	# A browser's Origin, when there is one, must be the instance's own page.
-	http-request set-var(txn.origin) var(txn.sni),map({d}/origins.map)
-	http-request deny deny_status 403 if {{ req.hdr(origin) -m found }} !{{ req.hdr(origin),strcmp(txn.origin) eq 0 }}
-	# Only the instance's current client certificate.
-	http-request set-var(txn.serial) var(txn.sni),map({d}/serials.map)
-	http-request deny deny_status 403 unless {{ ssl_c_serial,hex,strcmp(txn.serial) eq 0 }}
-	use_backend %[var(txn.sni),map({d}/backends.map)]
-	default_backend nobody
-
-backend nobody
-	http-request deny deny_status 421
-"""
-
-
-class FrontDoor(desktop_harness.Supervised):
-    """HAProxy in the foreground (-db) on 127.0.0.1:port for `instances`
-    (dicts from E2eHost.create): a crt-list line per instance (its
-    server.crt + server.key, [ca-file its client CA, verify required], its
-    name), and a first line no client certificate can pass (a CA that signed
-    nothing) for handshakes without a known SNI; backends
-    `server s unix@RUN_DIR/USER/desktop.sock`. The files are in host.root/front;
-    the log (one line per request) in self.log_path."""
+class FrontDoor:
+    """The product's front door: `pukaipu front reload` with frontPort =
+    `port` in the host's pukaipu.json writes host.root/front
+    (PUKAIPU_FRONT_DIR: haproxy.cfg, crt-list, maps, PEMs) from the
+    instances' state and starts HAProxy (master-worker, pid in
+    RUN_DIR/front.pid, log in RUN_DIR/front.log). `instances` (dicts from
+    E2eHost.create) must be all of the host's instances. stop() ends it by
+    its pid file."""
 
     def __init__(self, host, instances, port):
+        self.host = host
         self.port = port
-        self.dir = d = os.path.join(host.root, "front")
-        shutil.rmtree(d, ignore_errors=True)
-        os.makedirs(d, mode=0o750)
-        desktop_harness.make_ca(d, "nobody-ca", "pukaipu e2e: signs nothing")
-        desktop_harness.make_ca(d, "default", "invalid")
-        with open(os.path.join(d, "default.pem"), "w") as f:
-            f.write(_read(os.path.join(d, "default.crt")) + _read(os.path.join(d, "default.key")))
-        crt_list = [f"{d}/default.pem [ca-file {d}/nobody-ca.crt verify required]"]
-        maps = {"backends": [], "origins": [], "serials": []}
-        cfg = FRONT_DOOR_CFG.format(port=port, d=d)
-        for i in instances:
-            certs = os.path.join(host.state, "instances", i["user"], "certs")
-            pem = os.path.join(d, f"{i['user']}.pem")
-            with open(pem, "w") as f:
-                f.write(_read(os.path.join(certs, "server.crt")) + _read(os.path.join(certs, "server.key")))
-            ca = os.path.join(d, f"{i['user']}-client-ca.crt")
-            shutil.copy(os.path.join(certs, "client-ca.crt"), ca)
-            crt_list.append(f"{pem} [ca-file {ca} verify required] {i['name']}")
-            serial = check(["openssl", "x509", "-noout", "-serial", "-in",
-                            os.path.join(certs, "client.crt")]).stdout.strip().split("=", 1)[1]
-            maps["backends"].append(f"{i['name']} {i['user']}")
-            maps["origins"].append(f"{i['name']} https://{i['name']}:{port}")
-            maps["serials"].append(f"{i['name']} {serial}")
-            cfg += f"\nbackend {i['user']}\n\tserver s unix@{os.path.join(host.run_dir, i['user'], 'desktop.sock')}\n"
-        for name, lines in (("crt-list", crt_list), *((f"{m}.map", v) for m, v in maps.items())):
-            with open(os.path.join(d, name), "w") as f:
-                f.write("\n".join(lines) + "\n")
-        self.cfg = os.path.join(d, "haproxy.cfg")
-        with open(self.cfg, "w") as f:
-            f.write(cfg)
-        check(["haproxy", "-c", "-q", "-f", self.cfg])
-        self.log_path = os.path.join(host.root, "haproxy.log")
-        self.logf = open(self.log_path, "w")
-        self.proc = subprocess.Popen(["haproxy", "-f", self.cfg, "-db"], stdin=subprocess.DEVNULL,
-                                     stdout=self.logf, stderr=subprocess.STDOUT)
+        self.names = [i["name"] for i in instances]
+        self.dir = os.path.join(host.root, "front")
+        self.pid_path = os.path.join(host.run_dir, "front.pid")
+        self.log_path = os.path.join(host.run_dir, "front.log")
+        host.cfg["frontPort"] = port
+        with open(host.config, "w") as f:
+            json.dump(host.cfg, f, indent=1)
+        r = host.run([TOOL, "front", "reload"])
+        if r.returncode:
+            raise RuntimeError(f"pukaipu front reload: {r.stderr.strip()}\n{desktop_harness.file_tail(self.log_path, 20)}")
+        self.reload_output = r.stdout
+        self.cfg = os.path.join(self.dir, "haproxy.cfg")
+        self.pid = int(_read(self.pid_path).split()[0])
         deadline = time.monotonic() + 10
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
+                if not self.alive() or time.monotonic() > deadline:
                     raise RuntimeError(f"haproxy did not listen on {port}:\n{self.log_tail()}")
                 time.sleep(0.05)
+
+    def alive(self):
+        try:
+            return os.readlink(f"/proc/{self.pid}/exe").endswith("/haproxy")
+        except OSError:
+            return False
+
+    def workers(self):
+        """The master's children: the processes that serve connections."""
+        out = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) == self.pid:
+                            out.append(int(d))
+                except (OSError, IndexError, ValueError):
+                    pass
+        return out
+
+    def log_tail(self, n=40):
+        return desktop_harness.file_tail(self.log_path, n)
+
+    def stop(self, timeout=20):
+        """SIGTERM to the master named by the pid file (it stops its workers)."""
+        if not self.alive():
+            return
+        os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.alive():
+            os.kill(self.pid, signal.SIGKILL)
 
 
 def _read(path):

@@ -6,7 +6,8 @@ bob.localhost), in a private copy of /etc and /home; `pukaipu-run alice` runs
 alice's desktop from the real rootfs (rootfs-builder's default: Xpra + Qtile +
 Chromium) with network mode `none` and the browser's background networking
 off. xpra serves plain HTTP/WebSocket on RUN_DIR/alice/desktop.sock; the front
-door, HAProxy on 127.0.0.1 (e2e_harness.FrontDoor), terminates TLS with each
+door, HAProxy on 127.0.0.1 as `pukaipu front reload` configures and starts it
+(e2e_harness.FrontDoor), terminates TLS with each
 instance's certificate and client CA and forwards to that socket. Then, from
 the host, through the front door:
 
@@ -293,9 +294,12 @@ class Test2Refused(unittest.TestCase):
     def test_desktop_socket_is_root_and_the_front_doors(self):
         st = os.stat(os.path.join(HOST.run_dir, "alice", "desktop.sock"))
         self.assertEqual((st.st_uid, st.st_gid, st.st_mode & 0o777), (0, grp.getgrnam("haproxy").gr_gid, 0o660))
-        with open(f"/proc/{FRONT.proc.pid}/status") as f:
-            ids = {k: v.split() for k, v in (line.split(":", 1) for line in f if line.startswith(("Uid", "Gid")))}
-        self.assertNotEqual(ids["Uid"][0], "0", "haproxy still runs as root: the socket's group proves nothing")
+        workers = FRONT.workers()
+        self.assertTrue(workers, "the front door's HAProxy has no worker")
+        for pid in workers:
+            with open(f"/proc/{pid}/status") as f:
+                ids = {k: v.split() for k, v in (line.split(":", 1) for line in f if line.startswith(("Uid", "Gid")))}
+            self.assertNotEqual(ids["Uid"][0], "0", "haproxy's worker runs as root: the socket's group proves nothing")
 
     def test_plaintext_http(self):
         with socket.create_connection(("127.0.0.1", FRONT.port), timeout=10) as s:
