@@ -204,11 +204,18 @@ Result<std::string> getDomain(const json& j, const std::string& path)
 	return v;
 }
 
-Result<uint16_t> getFrontPort(const json& j, const std::string& path)
+// A number within lo..hi.
+Result<uint32_t> getU32Within(const json& j, const std::string& path, uint32_t lo, uint32_t hi)
 {
 	TRY(v, getU32(j, path));
-	if (*v < 1 || *v > 65535)
-		return fail("%s: %u is outside 1..65535", path.c_str(), *v);
+	if (*v < lo || *v > hi)
+		return fail("%s: %u is outside %u..%u", path.c_str(), *v, lo, hi);
+	return v;
+}
+
+Result<uint16_t> getFrontPort(const json& j, const std::string& path)
+{
+	TRY(v, getU32Within(j, path, 1, 65535));
 	return (uint16_t)*v;
 }
 
@@ -236,10 +243,7 @@ Result<std::string> getShmSize(const json& j, const std::string& path)
 
 Result<uint32_t> getCertDays(const json& j, const std::string& path)
 {
-	TRY(v, getU32(j, path));
-	if (*v < 1 || *v > 3650)
-		return fail("%s: %u is outside 1..3650", path.c_str(), *v);
-	return v;
+	return getU32Within(j, path, 1, 3650);
 }
 
 Result<int> getGraceSeconds(const json& j, const std::string& path)

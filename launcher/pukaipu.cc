@@ -42,6 +42,15 @@ int done(const Result<void>& r)
 	return r ? 0 : report(r.error());
 }
 
+// The exit status of a command whose result is text to print as it is.
+int printed(const Result<std::string>& r)
+{
+	if (!r)
+		return report(r.error());
+	std::printf("%s", r->c_str());
+	return 0;
+}
+
 // The desktop runs (its pukaipu-run's record names a live pukaipu-run).
 bool running(const Paths& p, const std::string& user)
 {
@@ -263,24 +272,14 @@ int main(int argc, char** argv)
 	if (grantsCmd->parsed())
 		return done(cmdListGrants(paths, *global, user, asJson));
 
-	if (frontReload->parsed()) {
-		auto r = front::reload(paths, *global);
-		if (!r)
-			return report(r.error());
-		std::printf("%s\n", r->c_str());
-		return 0;
-	}
+	if (frontReload->parsed())
+		return printed(front::reload(paths, *global).transform([](std::string s) { return s + "\n"; }));
 	if (frontStatus->parsed()) {
 		std::printf("%s", front::status(paths).c_str());
 		return front::runningPid(paths) ? 0 : 3;
 	}
-	if (frontSniMap->parsed()) {
-		auto r = front::sniMap(paths, *global);
-		if (!r)
-			return report(r.error());
-		std::printf("%s", r->c_str());
-		return 0;
-	}
+	if (frontSniMap->parsed())
+		return printed(front::sniMap(paths, *global));
 
 	if (create->parsed()) {
 		if (req.fqdn.empty())
