@@ -16,7 +16,7 @@ set -uo pipefail
 
 src=${PUKAIPU_SOURCE_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 cache=${PUKAIPU_TEST_CACHE:-/var/cache/pukaipu-tests}
-work=/var/tmp/pukaipu-deb          # fixed: ccache and -ffile-prefix-map see the same paths
+work=${PUKAIPU_DEB_WORK:-/var/tmp/pukaipu-deb}  # fixed: ccache and -ffile-prefix-map see the same paths
 mode=${1:-test}
 
 say() { echo "test_deb: $*" >&2; }
