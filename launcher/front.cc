@@ -288,6 +288,9 @@ std::string originOf(const std::string& name, uint16_t port)
 
 Result<void> generate(const Paths& p, const GlobalConfig& g)
 {
+	// Under the provisioning lock: the instances and their certificates do
+	// not change while they are read, and two reloads do not interleave.
+	TRY(lock, lockState(p));
 	TRY(gid, frontDoorGid());
 	const std::string dir = p.frontDir;
 	const std::string parent = dir.substr(0, dir.rfind('/'));
