@@ -111,19 +111,17 @@ _checker = None
 
 
 def checker_dir():
-    """A copy of the checker (desktop-check, shim/) in TMP, made once per
-    process: the bind source must be reachable by the container's uid, and
-    the checkout may not be (a clone under root's 0700 home)."""
+    """A copy of the checker (desktop-check) in TMP, made once per process:
+    the bind source must be reachable by the container's uid, and the
+    checkout may not be (a clone under root's 0700 home)."""
     global _checker
     if _checker is None:
         dest = os.path.join(TMP, "desktop-checker")
         shutil.rmtree(dest, ignore_errors=True)
-        os.makedirs(os.path.join(dest, "shim"), mode=0o755)
-        for name in ("desktop-check", "shim/xpra"):
-            shutil.copyfile(os.path.join(HERE, name), os.path.join(dest, name))
-            os.chmod(os.path.join(dest, name), 0o755)
-        for p in (dest, os.path.join(dest, "shim")):
-            os.chmod(p, 0o755)
+        os.makedirs(dest, mode=0o755)
+        shutil.copyfile(os.path.join(HERE, "desktop-check"), os.path.join(dest, "desktop-check"))
+        os.chmod(os.path.join(dest, "desktop-check"), 0o755)
+        os.chmod(dest, 0o755)
         _checker = dest
     return _checker
 
