@@ -343,12 +343,14 @@ class FrontDoor:
 
     def stop(self, timeout=20):
         """SIGTERM to the master named by the pid file (it stops its workers)."""
-        if not self.alive():
-            return
-        os.kill(self.pid, signal.SIGTERM)
+        # Again every half second: a SIGTERM that arrives while the master
+        # re-executes itself for a reload (create's SIGUSR2) can be lost.
         deadline = time.monotonic() + timeout
         while self.alive() and time.monotonic() < deadline:
-            time.sleep(0.05)
+            os.kill(self.pid, signal.SIGTERM)
+            end = time.monotonic() + 0.5
+            while self.alive() and time.monotonic() < end:
+                time.sleep(0.05)
         if self.alive():
             os.kill(self.pid, signal.SIGKILL)
 
