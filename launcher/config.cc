@@ -26,6 +26,9 @@ Paths Paths::fromEnvironment()
 	p.runDir = env("PUKAIPU_RUN_DIR", "/run/pukaipu");
 	p.systemdDir = env("PUKAIPU_SYSTEMD_DIR", "/etc/systemd/system");
 	p.systemdDirIsDefault = p.systemdDir == "/etc/systemd/system";
+	auto slash = p.configFile.rfind('/');
+	p.frontDir = env("PUKAIPU_FRONT_DIR",
+			 (slash == std::string::npos ? std::string(".") : p.configFile.substr(0, slash)) + "/front");
 	return p;
 }
 
@@ -33,6 +36,29 @@ std::string Paths::hostCaDir() const
 {
 	auto slash = configFile.rfind('/');
 	return (slash == std::string::npos ? std::string(".") : configFile.substr(0, slash)) + "/ca";
+}
+
+// A DNS name of LDH labels (no wildcards), or an IP address literal.
+bool validHostName(const std::string& s)
+{
+	if (isIpLiteral(s))
+		return true;
+	if (s.empty() || s.size() > 253)
+		return false;
+	size_t start = 0;
+	for (size_t i = 0; i <= s.size(); i++) {
+		if (i < s.size() && s[i] != '.') {
+			char c = s[i];
+			if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'))
+				return false;
+			continue;
+		}
+		size_t len = i - start; // one label: 1..63 characters, no '-' at either end
+		if (len == 0 || len > 63 || s[start] == '-' || s[i - 1] == '-')
+			return false;
+		start = i + 1;
+	}
+	return true;
 }
 
 bool validUserName(const std::string& name)
@@ -170,6 +196,29 @@ Result<std::string> getListenAddress(const json& j, const std::string& path)
 	return v;
 }
 
+Result<std::string> getDomain(const json& j, const std::string& path)
+{
+	TRY(v, getString(j, path));
+	if (!validHostName(*v) || isIpLiteral(*v))
+		return fail("%s: '%s' is not a DNS name", path.c_str(), v->c_str());
+	return v;
+}
+
+// A number within lo..hi.
+Result<uint32_t> getU32Within(const json& j, const std::string& path, uint32_t lo, uint32_t hi)
+{
+	TRY(v, getU32(j, path));
+	if (*v < lo || *v > hi)
+		return fail("%s: %u is outside %u..%u", path.c_str(), *v, lo, hi);
+	return v;
+}
+
+Result<uint16_t> getFrontPort(const json& j, const std::string& path)
+{
+	TRY(v, getU32Within(j, path, 1, 65535));
+	return (uint16_t)*v;
+}
+
 Result<std::string> getAppArmorPolicy(const json& j, const std::string& path)
 {
 	return getOneOf(j, path, { "required", "optional" });
@@ -194,10 +243,7 @@ Result<std::string> getShmSize(const json& j, const std::string& path)
 
 Result<uint32_t> getCertDays(const json& j, const std::string& path)
 {
-	TRY(v, getU32(j, path));
-	if (*v < 1 || *v > 3650)
-		return fail("%s: %u is outside 1..3650", path.c_str(), *v);
-	return v;
+	return getU32Within(j, path, 1, 3650);
 }
 
 Result<int> getGraceSeconds(const json& j, const std::string& path)
@@ -241,11 +287,13 @@ Result<GlobalConfig> parseGlobalConfig(const json& j)
 	c.seccompProfile = std::string(PUKAIPU_DATADIR) + "/seccomp/default.json";
 	TRYV(onlyKeys(j, "", { "rootfs", "uidRange", "portRange", "listenAddress", "apparmor", "seccompProfile",
 			       "session", "shmSize", "tmpSize", "runtimeDirSize", "network", "certificateDays", "graceSeconds",
-			       "idleSeconds" }));
+			       "idleSeconds", "domain", "frontPort" }));
 	TRYV(optionalField(j, "rootfs", "", c.rootfs, getAbsolutePath));
 	TRYV(optionalField(j, "uidRange", "", c.uids, getUidRange));
 	TRYV(optionalField(j, "portRange", "", c.ports, getPortRange));
 	TRYV(optionalField(j, "listenAddress", "", c.listenAddress, getListenAddress));
+	TRYV(optionalField(j, "domain", "", c.domain, getDomain));
+	TRYV(optionalField(j, "frontPort", "", c.frontPort, getFrontPort));
 	TRYV(optionalSection(j, "apparmor", "", c, field("policy", &GlobalConfig::apparmorPolicy, getAppArmorPolicy),
 			     field("profile", &GlobalConfig::apparmorProfile, getString)));
 	// "" = no seccomp filter (only for debugging)
@@ -287,6 +335,8 @@ void to_json(json& j, const GlobalConfig& c)
 		{ "uidRange", c.uids },
 		{ "portRange", c.ports },
 		{ "listenAddress", c.listenAddress },
+		{ "domain", c.domain },
+		{ "frontPort", c.frontPort },
 		{ "apparmor", { { "policy", c.apparmorPolicy }, { "profile", c.apparmorProfile } } },
 		{ "seccompProfile", c.seccompProfile },
 		{ "session", { { "command", c.sessionCommand }, { "shell", c.shellCommand } } },

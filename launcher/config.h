@@ -30,6 +30,9 @@ struct Paths {
 	// (pukaipu@USER.service.d/, pukaipu@USER.socket.d/); PUKAIPU_SYSTEMD_DIR.
 	std::string systemdDir; // /etc/systemd/system
 	bool systemdDirIsDefault = true; // false: redirected, never `systemctl daemon-reload`
+	// The front door's HAProxy files (launcher/front.h); PUKAIPU_FRONT_DIR,
+	// default: next to the config file (/etc/pukaipu/front).
+	std::string frontDir;
 
 	static Paths fromEnvironment();
 	std::string instancesDir() const { return stateDir + "/instances"; }
@@ -48,7 +51,9 @@ struct GlobalConfig {
 	std::string rootfs = "/var/lib/pukaipu/rootfs/default";
 	IdRange uids { 3000, 4000 };
 	IdRange ports { 14500, 14999 };
-	std::string listenAddress = "0.0.0.0";
+	std::string listenAddress = "0.0.0.0"; // the front door's bind address
+	std::string domain = "localhost";      // an instance's name: USER.domain (unless --fqdn)
+	uint16_t frontPort = 443;              // the front door's port
 	std::string apparmorPolicy = "required"; // or "optional"
 	std::string apparmorProfile = "pukaipu-session";
 	std::string seccompProfile;              // default: DATADIR/seccomp/default.json
@@ -118,6 +123,8 @@ inline constexpr uint32_t kMinTasks = 16, kMaxTasks = 4194304;
 [[nodiscard]] Result<GlobalConfig> loadGlobalConfig(const Paths& paths);
 
 [[nodiscard]] Result<InstanceConfig> parseInstanceConfig(const nlohmann::json& j);
+// A DNS name of LDH labels (no wildcards), or an IP address literal.
+[[nodiscard]] bool validHostName(const std::string& s);
 [[nodiscard]] Result<InstanceConfig> loadInstanceConfig(const Paths& paths, const std::string& user);
 
 // What the parsers read, for nlohmann's `json j = config;` (found by ADL).

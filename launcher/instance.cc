@@ -27,7 +27,7 @@ RuntimePaths RuntimePaths::forUser(const Paths& p, const std::string& user)
 	r.dir = p.runDir + "/" + user;
 	r.passwd = r.dir + "/passwd";
 	r.group = r.dir + "/group";
-	r.tls = r.dir + "/tls";
+	r.socket = r.dir + "/desktop.sock";
 	return r;
 }
 
@@ -118,17 +118,18 @@ json composeSpec(const GlobalConfig& g, const InstanceConfig& inst, const UserIn
 		"XDG_CACHE_HOME=" + std::string(kContainerHome) + "/.cache",
 		"PUKAIPU_INSTANCE=" + u.name,
 		"PUKAIPU_FQDN=" + inst.fqdn,
-		"PUKAIPU_TLS_DIR=" + std::string(kContainerTls),
 	});
 	json args;
 	if (kind == SessionKind::Desktop) {
 		args = g.sessionCommand;
-		// The listening socket is fd 3. The payload is always PID 2 in its
-		// PID namespace (PID 1 is pukaipu-run's reaper), and xpra accepts
-		// socket activation only when LISTEN_PID is its own PID.
+		// The listening socket is fd 3, a Unix socket of the host that
+		// only the front door reaches: xpra serves plain HTTP/WebSocket on
+		// it. The payload is always PID 2 in its PID namespace (PID 1 is
+		// pukaipu-run's reaper), and xpra accepts socket activation only
+		// when LISTEN_PID is its own PID.
 		env.push_back("LISTEN_FDS=1");
 		env.push_back("LISTEN_PID=2");
-		env.push_back("XPRA_SD_SOCKET_TYPE=ssl");
+		env.push_back("XPRA_SD_SOCKET_TYPE=unix-domain");
 		if (uint32_t idle = effectiveIdleSeconds(g, inst); idle > 0) // scale to zero: xpra --server-idle-timeout
 			env.push_back("PUKAIPU_IDLE_TIMEOUT=" + std::to_string(idle));
 	} else {
@@ -176,7 +177,6 @@ json composeSpec(const GlobalConfig& g, const InstanceConfig& inst, const UserIn
 		bind(u.home, kContainerHome, false),
 		bind(rt.passwd, "/etc/passwd", true),
 		bind(rt.group, "/etc/group", true),
-		bind(rt.tls, kContainerTls, true),
 	});
 	// Grants (grants.h) and local attach: after everything above, so the
 	// tmpfs mounts they go into exist. Mount grants are guarded at start
@@ -257,7 +257,6 @@ Result<InstanceStart> composeInstance(const Paths& paths, const InstanceRequest&
 	s.inst = std::move(*inst);
 	s.user = std::move(*who);
 	s.rt = RuntimePaths::forUser(paths, req.user);
-	s.listenAddress = global->listenAddress;
 
 	TRY_CTX(policy, parseAppArmorPolicy(req.apparmorPolicy.empty() ? global->apparmorPolicy : req.apparmorPolicy),
 		"--apparmor");
@@ -326,6 +325,19 @@ std::string groupFile(const UserInfo& u)
 	return "root:x:0:\n" + u.name + ":x:" + std::to_string(u.gid) + ":\nnogroup:x:65534:\n";
 }
 
+// Earlier versions put copies of the instance's certificates here for xpra,
+// the key owned by the user. TLS ends at the front door now: no copy of a
+// private key may stay where the user can read it.
+Result<void> removeOldTlsCopies(const std::string& runUserDir)
+{
+	const std::string dir = runUserDir + "/tls";
+	for (const char* name : { "server.key", "server.crt", "client-ca.crt" })
+		if (unlink((dir + "/" + name).c_str()) < 0 && errno != ENOENT)
+			return failErrno(errno, "remove '%s/%s'", dir.c_str(), name);
+	if (rmdir(dir.c_str()) < 0 && errno != ENOENT)
+		return failErrno(errno, "remove '%s'", dir.c_str());
+	return {};
+}
 
 } // namespace
 
@@ -333,18 +345,9 @@ Result<void> writeRuntimeFiles(const Paths& p, const InstanceConfig& inst, const
 {
 	TRYV(ensureRootDir(p.runDir, 0755));
 	TRYV(ensureRootDir(rt.dir, 0755));
-	TRYV(ensureRootDir(rt.tls, 0755));
+	TRYV(removeOldTlsCopies(rt.dir));
 	TRYV(writeFileAtomic(rt.passwd, passwdFile(u), 0644));
 	TRYV(writeFileAtomic(rt.group, groupFile(u), 0644));
-	const std::string certs = p.instanceDir(inst.user) + "/certs";
-	TRY(crt, readFileLimited(certs + "/server.crt"));
-	TRY(key, readFileLimited(certs + "/server.key"));
-	TRY(ca, readFileLimited(certs + "/client-ca.crt"));
-	TRYV(writeFileAtomic(rt.tls + "/server.crt", *crt, 0644));
-	TRYV(writeFileAtomic(rt.tls + "/client-ca.crt", *ca, 0644));
-	// Inside, xpra runs as the user and must read its key; the host copy in
-	// the state directory stays root-only.
-	TRYV(writeFileAtomic(rt.tls + "/server.key", *key, 0400, FileOwner { u.uid, u.gid }));
 	TRYV(writeGrantRuntimeFiles(inst, rt.dir)); // browser policy, attach directory
 	return {};
 }

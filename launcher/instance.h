@@ -37,7 +37,7 @@ struct RuntimePaths {
 	std::string dir;    // /run/pukaipu/USER            root 0755
 	std::string passwd; // .../passwd                     root 0644
 	std::string group;  // .../group                      root 0644
-	std::string tls;    // .../tls (server.crt, server.key owned by the user 0400, client-ca.crt)
+	std::string socket; // .../desktop.sock, the desktop's listening socket (listen.h)
 	static RuntimePaths forUser(const Paths& p, const std::string& user);
 	// What runs: one record per pukaipu-run of the instance, holding its
 	// PID. The desktop's is `pid` (pukaipu list shows it as running); each
@@ -53,7 +53,6 @@ struct RuntimePaths {
 
 // Container paths the session relies on (documented in pukaipu-run(8)).
 inline constexpr const char* kContainerHome = "/data/home";
-inline constexpr const char* kContainerTls = "/run/pukaipu/tls";
 
 // Pure. `grants` is grantEffect() for this start and `seccomp` the profile
 // as readSeccompFile() checked it (null: none), both read by the caller, so
@@ -89,8 +88,7 @@ struct InstanceStart {
 	std::vector<std::string> warnings; // grants that cannot apply on this host
 	InstanceConfig inst;
 	UserInfo user;
-	RuntimePaths rt;
-	std::string listenAddress; // the desktop's listening socket (fd 3)
+	RuntimePaths rt; // rt.socket: the desktop's listening socket (fd 3)
 };
 
 // Loads the configuration and the instance, checks the user, and composes
@@ -98,8 +96,8 @@ struct InstanceStart {
 // offers for grants); writes nothing.
 [[nodiscard]] Result<InstanceStart> composeInstance(const Paths& paths, const InstanceRequest& req);
 
-// Writes passwd, group and the TLS copies for this start (atomically; the
-// key is re-created owned by the user, 0400, so xpra can read it inside).
+// Writes passwd, group and the grants' files for this start (atomically).
+// No certificate and no key: TLS ends at the front door, outside.
 [[nodiscard]] Result<void> writeRuntimeFiles(const Paths& p, const InstanceConfig& inst, const UserInfo& user,
 					     const RuntimePaths& rt);
 

@@ -154,12 +154,15 @@ int main(int argc, char** argv)
 		// L4. Root-only host files for this start (passwd, group, grants' files).
 		if (auto r = writeRuntimeFiles(paths, start->inst, start->user, start->rt); !r)
 			return report(r.error(), kExitSetupFailed);
-		// L5. A desktop's listening socket at fd 3 (RunOptions passes fd 3).
+		// L5. A desktop's listening socket at fd 3 (RunOptions passes fd 3):
+		// RUN_DIR/USER/desktop.sock, for the front door.
 		if (start->opts.preserveFds == 1) {
-			auto how = prepareListenSocket(start->listenAddress, start->inst.port);
-			if (!how)
-				return report(how.error(), kExitSetupFailed);
-			std::fprintf(stderr, "pukaipu-run: %s: listening socket %s\n", user.c_str(), how->c_str());
+			auto sock = prepareListenSocket(start->rt.socket);
+			if (!sock)
+				return report(sock.error(), kExitSetupFailed);
+			if (!sock->warning.empty())
+				warn(sock->warning);
+			std::fprintf(stderr, "pukaipu-run: %s: listening socket %s\n", user.c_str(), sock->how.c_str());
 		}
 		spec = std::move(start->spec);
 		opts = std::move(start->opts);

@@ -37,29 +37,6 @@ std::string modeString(mode_t m)
 	return b;
 }
 
-// A DNS name of LDH labels (no wildcards), or an IP address literal.
-bool validHostName(const std::string& s)
-{
-	if (isIpLiteral(s))
-		return true;
-	if (s.empty() || s.size() > 253)
-		return false;
-	size_t start = 0;
-	for (size_t i = 0; i <= s.size(); i++) {
-		if (i < s.size() && s[i] != '.') {
-			char c = s[i];
-			if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-'))
-				return false;
-			continue;
-		}
-		size_t len = i - start; // one label: 1..63 characters, no '-' at either end
-		if (len == 0 || len > 63 || s[start] == '-' || s[i - 1] == '-')
-			return false;
-		start = i + 1;
-	}
-	return true;
-}
-
 Result<certs::Ca> hostCa(const Paths& p)
 {
 	const std::string dir = p.hostCaDir();
@@ -214,7 +191,6 @@ Result<void> checkRequest(const GlobalConfig& g, const CreateRequest& r)
 		return fail("--port %u: outside the configured range %u-%u", *r.port, g.ports.first, g.ports.last);
 	if (r.uid && !g.uids.contains(*r.uid))
 		return fail("--uid %u: outside the configured range %u-%u", *r.uid, g.uids.first, g.uids.last);
-	TRYV(units::listenStream(g.listenAddress, 1)); // the socket drop-in needs it
 	return {};
 }
 
@@ -298,12 +274,12 @@ Result<void> writeServerCert(const Paths& p, const GlobalConfig& g, const std::s
 	return writeFileAtomic(certDir + "/server.crt", *leafPem + *caPem, 0644); // full chain
 }
 
-// The units' drop-ins (port, limits) before instance.json: a crash in
-// between leaves drop-ins that the next create rewrites, never an instance
-// whose socket has no port. instance.json last: now the instance exists.
-Result<void> writeInstanceState(const Paths& p, const GlobalConfig& g, const InstanceConfig& inst)
+// The unit's drop-in (limits) before instance.json: a crash in between
+// leaves a drop-in that the next create rewrites, never an instance without
+// its limits. instance.json last: now the instance exists.
+Result<void> writeInstanceState(const Paths& p, const InstanceConfig& inst)
 {
-	TRYV(units::writeDropIns(p, g, inst));
+	TRYV(units::writeDropIns(p, inst));
 	return writeFileAtomic(p.instanceDir(inst.user) + "/instance.json", json(inst).dump(2) + "\n", 0644);
 }
 
@@ -345,7 +321,7 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 	TRYV(writeServerCert(p, g, certDir, r, *external));
 	TRY(pass, writeClientCerts(certDir, r.user));
 	inst.created = nowIso();
-	TRYV(writeInstanceState(p, g, inst));
+	TRYV(writeInstanceState(p, inst));
 
 	CreateResult res;
 	struct stat hs;
@@ -468,9 +444,8 @@ Result<std::vector<std::string>> removeInstance(const Paths& p, const std::strin
 	return warnings;
 }
 
-Result<SetResult> setInstance(const Paths& p, const GlobalConfig& g, const std::string& user, const SetRequest& r)
+Result<SetResult> setInstance(const Paths& p, const std::string& user, const SetRequest& r)
 {
-	TRYV(units::listenStream(g.listenAddress, 1));
 	TRY(lock, lockState(p));
 	TRY(inst, loadInstanceConfig(p, user));
 	InstanceConfig next = *inst;
@@ -484,7 +459,7 @@ Result<SetResult> setInstance(const Paths& p, const GlobalConfig& g, const std::
 		next.idleSeconds = *r.idleSeconds;
 	SetResult res;
 	res.changed = json(next) != json(*inst);
-	TRYV(units::writeDropIns(p, g, next));
+	TRYV(units::writeDropIns(p, next));
 	if (res.changed)
 		TRYV(writeFileAtomic(p.instanceDir(user) + "/instance.json", json(next).dump(2) + "\n", 0644));
 	reloadSystemd(p, res.warnings);

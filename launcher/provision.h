@@ -56,7 +56,8 @@ struct RenewResult {
 
 // `pukaipu set`: changes limits and the idle timeout of an existing
 // instance, then rewrites its systemd drop-ins (always, even with nothing to
-// change: that is how a new global listenAddress reaches the socket).
+// change: that is how an instance made by an earlier version loses its old
+// TCP listen drop-in).
 struct SetRequest {
 	std::optional<std::string> memory;                 // "" = no limit
 	std::optional<double> cpus;                        // 0 = no limit
@@ -68,8 +69,7 @@ struct SetResult {
 	bool changed = false; // instance.json changed
 	std::vector<std::string> warnings;
 };
-[[nodiscard]] Result<SetResult> setInstance(const Paths& p, const GlobalConfig& g, const std::string& user,
-					    const SetRequest& r);
+[[nodiscard]] Result<SetResult> setInstance(const Paths& p, const std::string& user, const SetRequest& r);
 
 [[nodiscard]] Result<std::vector<InstanceConfig>> listInstances(const Paths& p);
 

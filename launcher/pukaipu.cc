@@ -20,6 +20,7 @@
 #include "certs/certs.h"
 #include "cmd_grants.h"
 #include "config.h"
+#include "front.h"
 #include "instance.h"
 #include "provision.h"
 #include "base/json_fields.h"
@@ -41,6 +42,15 @@ int done(const Result<void>& r)
 	return r ? 0 : report(r.error());
 }
 
+// The exit status of a command whose result is text to print as it is.
+int printed(const Result<std::string>& r)
+{
+	if (!r)
+		return report(r.error());
+	std::printf("%s", r->c_str());
+	return 0;
+}
+
 // The desktop runs (its pukaipu-run's record names a live pukaipu-run).
 bool running(const Paths& p, const std::string& user)
 {
@@ -51,6 +61,14 @@ void warnAll(const std::vector<std::string>& warnings)
 {
 	for (const auto& w : warnings)
 		std::fprintf(stderr, "pukaipu: warning: %s\n", w.c_str());
+}
+
+// The front door follows create, remove and cert renew; its failure does
+// not undo them.
+void refreshFront(const Paths& p, const GlobalConfig& g)
+{
+	if (auto r = front::refresh(p, g); !r)
+		std::fprintf(stderr, "pukaipu: warning: front door not updated: %s\n", r.error().message().c_str());
 }
 
 // "none" (no limit; 0 once parsed) or what `v` accepts. Literally 0 is
@@ -174,9 +192,9 @@ int main(int argc, char** argv)
 	uint32_t uid = 0;
 	auto* create = app.add_subcommand("create", "create an instance (idempotent: an existing one is left as it is)");
 	create->add_option("USER", req.user, "user name (created if missing, with a uid from the range)")->required();
-	create->add_option("--fqdn", req.fqdn, "host name users open in the browser (in the server certificate)")
-		->required();
-	auto* portOption = create->add_option("--port", port, "TLS port (default: the lowest free one in the range)")
+	create->add_option("--fqdn", req.fqdn, "host name users open in the browser (in the server certificate; "
+					       "default: USER.DOMAIN, domain from pukaipu.json)");
+	auto* portOption = create->add_option("--port", port, "the instance's port, for the front door (default: the lowest free one in the range)")
 				   ->check(CLI::Range(1, 65535));
 	auto* uidOption = create->add_option("--uid", uid, "uid for a new user (default: the lowest free one in the range)")
 				  ->check(CLI::Range(0u, 0xfffffffeu));
@@ -226,6 +244,12 @@ int main(int argc, char** argv)
 	attachCmd->add_option("USER", user)->required();
 	attachCmd->add_option("XPRA_OPTIONS", xpraOptions, "more options for `xpra attach` (after --)");
 
+	auto* frontCmd = app.add_subcommand("front", "the front door (HAProxy: TLS, client certificates, one name per instance)");
+	frontCmd->require_subcommand(1);
+	auto* frontReload = frontCmd->add_subcommand("reload", "write the HAProxy configuration (checked with haproxy -c) and start or reload it");
+	auto* frontStatus = frontCmd->add_subcommand("status", "whether the front door's HAProxy runs, and with which configuration");
+	auto* frontSniMap = frontCmd->add_subcommand("sni-map", "NAME HOST:PORT per instance, for a TCP-mode HAProxy on another host");
+
 	if (auto done = parseCommandLine(app, argc, argv, "pukaipu", 2))
 		return *done;
 	// attach runs as the user and needs no configuration.
@@ -236,7 +260,7 @@ int main(int argc, char** argv)
 	if (!global)
 		return report(global.error());
 	bool mutating = create->parsed() || remove->parsed() || renew->parsed() || set->parsed() ||
-			grantCmd->parsed() || revokeCmd->parsed();
+			grantCmd->parsed() || revokeCmd->parsed() || frontReload->parsed();
 	if (mutating && geteuid() != 0)
 		return report(makeError(0, "must run as root"));
 
@@ -248,7 +272,18 @@ int main(int argc, char** argv)
 	if (grantsCmd->parsed())
 		return done(cmdListGrants(paths, *global, user, asJson));
 
+	if (frontReload->parsed())
+		return printed(front::reload(paths, *global).transform([](std::string s) { return s + "\n"; }));
+	if (frontStatus->parsed()) {
+		std::printf("%s", front::status(paths).c_str());
+		return front::runningPid(paths) ? 0 : 3;
+	}
+	if (frontSniMap->parsed())
+		return printed(front::sniMap(paths, *global));
+
 	if (create->parsed()) {
+		if (req.fqdn.empty())
+			req.fqdn = req.user + "." + global->domain;
 		if (portOption->count())
 			req.port = port;
 		if (uidOption->count())
@@ -272,8 +307,11 @@ int main(int argc, char** argv)
 				    r->instance.uid, r->instance.port);
 			return 0;
 		}
+		refreshFront(paths, *global);
 		std::printf("created instance '%s': uid %u, port %u\n", r->instance.user.c_str(), r->instance.uid,
 			    r->instance.port);
+		std::printf("its address, through the front door: %s/\n",
+			    front::originOf(front::instanceName(r->instance), global->frontPort).c_str());
 		std::printf("client certificate: %s\n", r->p12Path.c_str());
 		std::printf("passphrase (shown once, never stored): %s\n", r->passphrase.c_str());
 		std::printf("start it with: systemctl enable --now pukaipu@%s.socket   (or: pukaipu-run %s)\n",
@@ -284,6 +322,7 @@ int main(int argc, char** argv)
 		auto r = renewClientCert(paths, *global, user);
 		if (!r)
 			return report(r.error());
+		refreshFront(paths, *global);
 		std::printf("renewed the client certificate of '%s': %s\n", user.c_str(), r->p12Path.c_str());
 		std::printf("passphrase (shown once, never stored): %s\n", r->passphrase.c_str());
 		std::printf("older certificates of '%s' are refused from the instance's next start%s\n", user.c_str(),
@@ -295,6 +334,7 @@ int main(int argc, char** argv)
 		if (!r)
 			return report(r.error());
 		warnAll(*r);
+		refreshFront(paths, *global);
 		std::printf("removed instance '%s'%s\n", user.c_str(), purge ? " and its home" : " (home kept)");
 		return 0;
 	}
@@ -302,7 +342,7 @@ int main(int argc, char** argv)
 		auto change = parseLimitArgs(setLimits);
 		if (!change)
 			return report(change.error());
-		auto r = setInstance(paths, *global, user, *change);
+		auto r = setInstance(paths, user, *change);
 		if (!r)
 			return report(r.error());
 		warnAll(r->warnings);

@@ -16,7 +16,7 @@ set -uo pipefail
 
 src=${PUKAIPU_SOURCE_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 cache=${PUKAIPU_TEST_CACHE:-/var/cache/pukaipu-tests}
-work=/var/tmp/pukaipu-deb          # fixed: ccache and -ffile-prefix-map see the same paths
+work=${PUKAIPU_DEB_WORK:-/var/tmp/pukaipu-deb}  # fixed: ccache and -ffile-prefix-map see the same paths
 mode=${1:-test}
 
 say() { echo "test_deb: $*" >&2; }
@@ -113,6 +113,9 @@ if [ -f "$src/rootfs-builder/meson.build" ]; then
 else
 	say "note: rootfs-builder/meson.build does not exist yet: the package has no rootfs-builder"
 fi
+# The front door: the desktop sockets are root:haproxy and HAProxy serves them.
+dpkg-deb -f "$deb" Depends | tr ',' '\n' | grep -qE '^ *haproxy( |$)' ||
+	fail "the package does not depend on haproxy (the front door; the group of the desktop sockets)"
 conffiles=$(dpkg-deb -I "$deb" conffiles 2>/dev/null)
 grep -qx /etc/apparmor.d/pukaipu-session <<<"$conffiles" || fail "the AppArmor profile is not a conffile"
 
@@ -133,6 +136,8 @@ if [ -e /usr/sbin/rootfs-builder ]; then
 	rootfs-builder --help | grep -q "manifest"
 	rootfs-builder --check default | grep -q "ok, name default"
 fi
+# The front door's group exists (the haproxy package made it).
+getent group haproxy >/dev/null
 # The units went in, and nothing was enabled or started.
 test -f /lib/systemd/system/pukaipu@.service
 if ls /etc/systemd/system/*/pukaipu@* 2>/dev/null; then echo "a unit was enabled"; exit 1; fi

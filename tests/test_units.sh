@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_units.sh BUILD_DIR: the systemd units as installed, with the drop-ins
+# test_units.sh BUILD_DIR: the systemd units as installed, with the drop-in
 # that the real `pukaipu create/set` write, pass `systemd-analyze verify`
 # with no error and nothing at all on stdout or stderr (unknown keys are only
 # warnings there); `pukaipu set` and `remove` rewrite and delete the drop-ins.
@@ -91,22 +91,28 @@ expect_file() { # path regex what
 echo '{"listenAddress": "127.0.0.1", "portRange": [15500, 15510], "uidRange": [3900, 3950]}' >"$tmp/pukaipu.json"
 out=$(pk create unitt --fqdn unitt.example --memory 2G --cpus 1.5 --tasks 2048 --idle-timeout 30m 2>&1) ||
 	{ echo "$out"; echo "FAIL: pukaipu create failed"; exit 1; }
-listen=$sd/pukaipu@unitt.socket.d/50-pukaipu-listen.conf
 limits=$sd/pukaipu@unitt.service.d/50-pukaipu-limits.conf
-expect_file "$listen" 'ListenStream=127.0.0.1:15500' "create: the socket's port"
+# The socket is the template's Unix socket for the front door; no drop-in.
+expect_file "$unitdir/pukaipu@.socket" 'ListenStream=/run/pukaipu/%i/desktop.sock' "the socket: a Unix socket per instance"
+expect_file "$unitdir/pukaipu@.socket" 'SocketGroup=haproxy' "the socket: group haproxy"
+expect_file "$unitdir/pukaipu@.socket" 'SocketMode=0660' "the socket: root and the front door only"
+[ ! -e "$sd/pukaipu@unitt.socket.d" ] && echo "ok: create: no socket drop-in" || fail "create wrote a socket drop-in"
 expect_file "$limits" 'MemoryMax=2G' "create: MemoryMax="
 expect_file "$limits" 'CPUQuota=150%' "create: CPUQuota="
 expect_file "$limits" 'TasksMax=2048' "create: TasksMax="
 grep -q '"idleSeconds": 1800' "$tmp/state/instances/unitt/instance.json" || fail "create: idleSeconds not 1800"
 verify "with limits"
 
-# A new listenAddress reaches the socket through `pukaipu set`.
-echo '{"listenAddress": "::", "portRange": [15500, 15510], "uidRange": [3900, 3950]}' >"$tmp/pukaipu.json"
+# The TCP listen drop-in of an earlier version goes with the next `pukaipu set`.
+listen=$sd/pukaipu@unitt.socket.d/50-pukaipu-listen.conf
+mkdir -p "$(dirname "$listen")"
+printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:15500\n' >"$listen"
 out=$(pk set unitt --memory none --cpus none --tasks none 2>&1) || { echo "$out"; fail "pukaipu set failed"; }
-expect_file "$listen" 'ListenStream=\[::\]:15500' "set: IPv6 listenAddress"
+[ ! -e "$listen" ] && [ ! -e "$sd/pukaipu@unitt.socket.d" ] && echo "ok: set: the old listen drop-in is gone" ||
+	fail "set: the old listen drop-in is still there"
 [ ! -e "$limits" ] && [ ! -e "$sd/pukaipu@unitt.service.d" ] && echo "ok: set: no limits, no drop-in" ||
 	fail "set: the limits drop-in outlived its limits"
-verify "without limits, IPv6"
+verify "without limits"
 
 out=$(pk set unitt --cpus 0.25 --memory 512m 2>&1) || { echo "$out"; fail "pukaipu set failed"; }
 expect_file "$limits" 'CPUQuota=25%' "set: CPUQuota="

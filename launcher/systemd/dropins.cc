@@ -9,7 +9,6 @@
 
 #include "base/file_io.h"
 #include "base/json_fields.h"
-#include "base/net_literal.h"
 #include "base/process.h"
 #include "base/sysutil.h"
 
@@ -78,24 +77,6 @@ std::string socketName(const std::string& user)
 	return "pukaipu@" + user + ".socket";
 }
 
-Result<std::string> listenStream(const std::string& address, uint16_t port)
-{
-	auto ip = parseIpLiteral(address);
-	if (!ip)
-		return fail("listenAddress '%s': not an IPv4 or IPv6 address", address.c_str());
-	if (ip->family == AF_INET6)
-		return "[" + address + "]:" + std::to_string(port);
-	return address + ":" + std::to_string(port);
-}
-
-Result<std::string> renderListenDropIn(const GlobalConfig& g, const InstanceConfig& inst)
-{
-	TRY(listen, listenStream(g.listenAddress, inst.port));
-	// The empty ListenStream= first: exactly one socket, whatever else was
-	// configured before this file. pukaipu-run refuses more than one.
-	return std::string(kHeader) + "[Socket]\nListenStream=\nListenStream=" + *listen + "\n";
-}
-
 std::string renderLimitsDropIn(const InstanceConfig& inst)
 {
 	const Limits& l = inst.limits;
@@ -111,18 +92,19 @@ std::string renderLimitsDropIn(const InstanceConfig& inst)
 	return s;
 }
 
-Result<void> writeDropIns(const Paths& p, const GlobalConfig& g, const InstanceConfig& inst)
+Result<void> writeDropIns(const Paths& p, const InstanceConfig& inst)
 {
-	TRY(listen, renderListenDropIn(g, inst));
 	TRYV(ensureDir(p.systemdDir));
-	TRYV(writeOrRemove(dropInDir(p, socketName(inst.user)), kListenDropIn, *listen));
+	// A TCP ListenStream= from an earlier version would replace the
+	// template's Unix socket, and pukaipu-run refuses a TCP socket.
+	TRYV(writeOrRemove(dropInDir(p, socketName(inst.user)), kOldListenDropIn, ""));
 	TRYV(writeOrRemove(dropInDir(p, serviceName(inst.user)), kLimitsDropIn, renderLimitsDropIn(inst)));
 	return {};
 }
 
 Result<void> removeDropIns(const Paths& p, const std::string& user)
 {
-	TRYV(writeOrRemove(dropInDir(p, socketName(user)), kListenDropIn, ""));
+	TRYV(writeOrRemove(dropInDir(p, socketName(user)), kOldListenDropIn, ""));
 	TRYV(writeOrRemove(dropInDir(p, serviceName(user)), kLimitsDropIn, ""));
 	return {};
 }

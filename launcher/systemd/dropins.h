@@ -1,9 +1,12 @@
-// dropins: the per-instance systemd drop-ins that `pukaipu create/set`
+// dropins: the per-instance systemd drop-in that `pukaipu create/set`
 // write and `pukaipu remove` deletes, next to the packaged templates
 // pukaipu@.service and pukaipu@.socket:
 //
-//   SYSTEMD_DIR/pukaipu@USER.socket.d/50-pukaipu-listen.conf   ListenStream=ADDR:PORT
 //   SYSTEMD_DIR/pukaipu@USER.service.d/50-pukaipu-limits.conf  MemoryMax= CPUQuota= TasksMax=
+//
+// The socket needs none: pukaipu@.socket listens on /run/pukaipu/%i/desktop.sock.
+// Earlier versions wrote SYSTEMD_DIR/pukaipu@USER.socket.d/50-pukaipu-listen.conf
+// (ListenStream=ADDR:PORT, a TCP port); create/set/remove delete it.
 //
 // SYSTEMD_DIR is /etc/systemd/system (PUKAIPU_SYSTEMD_DIR for tests). The
 // content is a pure function of the configuration (render*), so tests and
@@ -20,21 +23,18 @@
 
 namespace pukaipu::units {
 
-inline constexpr const char* kListenDropIn = "50-pukaipu-listen.conf";
+inline constexpr const char* kOldListenDropIn = "50-pukaipu-listen.conf"; // removed when found
 inline constexpr const char* kLimitsDropIn = "50-pukaipu-limits.conf";
 
 [[nodiscard]] std::string serviceName(const std::string& user); // pukaipu@USER.service
 [[nodiscard]] std::string socketName(const std::string& user);  // pukaipu@USER.socket
 
-// "0.0.0.0:14501", "[::]:14501", "192.0.2.1:14501": a ListenStream= value.
-[[nodiscard]] Result<std::string> listenStream(const std::string& address, uint16_t port);
-[[nodiscard]] Result<std::string> renderListenDropIn(const GlobalConfig& g, const InstanceConfig& inst);
 // "" when the instance has no limits (then the file is removed).
 [[nodiscard]] std::string renderLimitsDropIn(const InstanceConfig& inst);
 
-// Writes (or removes) both drop-ins of `inst`.
-[[nodiscard]] Result<void> writeDropIns(const Paths& p, const GlobalConfig& g, const InstanceConfig& inst);
-// Removes both drop-ins and their directories when they end up empty.
+// Writes (or removes) the limits drop-in of `inst`; removes an old listen drop-in.
+[[nodiscard]] Result<void> writeDropIns(const Paths& p, const InstanceConfig& inst);
+// Removes the drop-ins and their directories when they end up empty.
 [[nodiscard]] Result<void> removeDropIns(const Paths& p, const std::string& user);
 
 // sd_booted(): systemd is the running init (/run/systemd/system exists).

@@ -1,7 +1,8 @@
 """Fixtures for the desktop tests: the real rootfs (built by rootfs-builder,
-cached outside the clone), test certificates (openssl CLI), an OCI bundle that
-runs the rootfs's own payload /usr/lib/pukaipu/xpra-session under
-pukaipu-run with a socket-activated TLS port, and host-side measurements.
+cached outside the clone), an OCI bundle that runs the rootfs's own payload
+/usr/lib/pukaipu/xpra-session under pukaipu-run with a socket-activated Unix
+socket (plain HTTP/WebSocket, as behind the front door), host-side
+measurements, and the test CA helpers the e2e tests use (openssl CLI).
 
 Used by tests/integration/test_desktop.py; also handy by hand:
     sudo PUKAIPU_RUN=build/launcher/pukaipu-run python3 -c \
@@ -12,7 +13,6 @@ import os
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -72,51 +72,6 @@ def make_leaf(d, name, ca, cn, usage, san=None):
             "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", ext, cwd=d)
 
 
-def make_certs():
-    """Test PKI in TMP/desktop-pki (made once per build dir):
-    server.crt/key (CN=localhost), client-ca + client (the instance's CA and
-    the user's certificate), rogue-ca + rogue (a CA that is put into the
-    container's *system* trust store, which xpra must not trust).
-    Returns (pki_dir, certs_dir_for_the_container, rogue_trust_dir)."""
-    d = os.path.join(TMP, "desktop-pki")
-    done = os.path.join(d, ".done")
-    if not os.path.exists(done):
-        os.makedirs(d, mode=0o755, exist_ok=True)
-        make_ca(d, "server-ca", "pukaipu test server CA")
-        make_leaf(d, "server", "server-ca", "localhost", "serverAuth", "DNS:localhost,IP:127.0.0.1")
-        make_ca(d, "client-ca", "pukaipu test instance client CA")
-        make_leaf(d, "client", "client-ca", "test-user", "clientAuth")
-        make_ca(d, "rogue-ca", "pukaipu test rogue CA (system store)")
-        make_leaf(d, "rogue", "rogue-ca", "test-user", "clientAuth")
-        with open(done, "w"):
-            pass
-    # What the container sees at /run/pukaipu/tls: the key readable by the
-    # instance's uid only.
-    certs = os.path.join(d, "container-certs")
-    os.makedirs(certs, mode=0o755, exist_ok=True)
-    for src, dst, mode, owner in (("server.crt", "server.crt", 0o644, 0), ("server.key", "server.key", 0o600, UID),
-                                  ("client-ca.crt", "client-ca.crt", 0o644, 0)):
-        with open(os.path.join(d, src), "rb") as f:
-            data = f.read()
-        p = os.path.join(certs, dst)
-        with open(p, "wb") as f:
-            f.write(data)
-        os.chown(p, owner, owner)
-        os.chmod(p, mode)
-    # A system trust store holding the rogue CA, for /etc/ssl/certs.
-    rogue = os.path.join(d, "rogue-trust")
-    os.makedirs(rogue, mode=0o755, exist_ok=True)
-    with open(os.path.join(d, "rogue-ca.crt")) as f:
-        pem = f.read()
-    with open(os.path.join(rogue, "ca-certificates.crt"), "w") as f:
-        f.write(pem)
-    h = subprocess.run(["openssl", "x509", "-noout", "-hash", "-in", os.path.join(d, "rogue-ca.crt")],
-                       capture_output=True, text=True, check=True).stdout.strip()
-    with open(os.path.join(rogue, f"{h}.0"), "w") as f:
-        f.write(pem)
-    return d, certs, rogue
-
-
 def passwd_files():
     """/etc/passwd and /etc/group for the container, as pukaipu-run writes them."""
     d = os.path.join(TMP, "desktop-etc")
@@ -156,24 +111,22 @@ _checker = None
 
 
 def checker_dir():
-    """A copy of the checker (desktop-check, shim/) in TMP, made once per
-    process: the bind source must be reachable by the container's uid, and
-    the checkout may not be (a clone under root's 0700 home)."""
+    """A copy of the checker (desktop-check) in TMP, made once per process:
+    the bind source must be reachable by the container's uid, and the
+    checkout may not be (a clone under root's 0700 home)."""
     global _checker
     if _checker is None:
         dest = os.path.join(TMP, "desktop-checker")
         shutil.rmtree(dest, ignore_errors=True)
-        os.makedirs(os.path.join(dest, "shim"), mode=0o755)
-        for name in ("desktop-check", "shim/xpra"):
-            shutil.copyfile(os.path.join(HERE, name), os.path.join(dest, name))
-            os.chmod(os.path.join(dest, name), 0o755)
-        for p in (dest, os.path.join(dest, "shim")):
-            os.chmod(p, 0o755)
+        os.makedirs(dest, mode=0o755)
+        shutil.copyfile(os.path.join(HERE, "desktop-check"), os.path.join(dest, "desktop-check"))
+        os.chmod(os.path.join(dest, "desktop-check"), 0o755)
+        os.chmod(dest, 0o755)
         _checker = dest
     return _checker
 
 
-def desktop_spec(rootfs, home, certs, seccomp="default", args=None, env=None, trust_store=None):
+def desktop_spec(rootfs, home, seccomp="default", args=None, env=None):
     """The bundle for one desktop: the rootfs's xpra-session as PID 2 (the
     same payload pukaipu's instances run), socket-activated on fd 3, with
     the mounts and environment pukaipu-run gives an instance (launcher/
@@ -197,14 +150,10 @@ def desktop_spec(rootfs, home, certs, seccomp="default", args=None, env=None, tr
         {"destination": f"/run/user/{UID}", "type": "tmpfs", "source": "tmpfs",
          "options": ["nosuid", "nodev", "mode=700"]},
         {"destination": "/data/home", "type": "bind", "source": home, "options": ["rbind", "rw"]},
-        {"destination": "/run/pukaipu/tls", "type": "bind", "source": certs, "options": ["bind", "ro"]},
         {"destination": "/etc/passwd", "type": "bind", "source": passwd, "options": ["bind", "ro"]},
         {"destination": "/etc/group", "type": "bind", "source": group, "options": ["bind", "ro"]},
         {"destination": CHECKER_DIR, "type": "bind", "source": checker_dir(), "options": ["bind", "ro"]},
     ]
-    if trust_store:
-        mounts.append({"destination": "/etc/ssl/certs", "type": "bind", "source": trust_store,
-                       "options": ["bind", "ro"]})
     e = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": "/data/home",
@@ -214,10 +163,9 @@ def desktop_spec(rootfs, home, certs, seccomp="default", args=None, env=None, tr
         "XDG_RUNTIME_DIR": f"/run/user/{UID}",
         "XDG_CONFIG_HOME": "/data/home/.config",
         "XDG_CACHE_HOME": "/data/home/.cache",
-        "PUKAIPU_TLS_DIR": "/run/pukaipu/tls",
         "LISTEN_FDS": "1",
         "LISTEN_PID": "2",
-        "XPRA_SD_SOCKET_TYPE": "ssl",
+        "XPRA_SD_SOCKET_TYPE": "unix-domain",
         "PUKAIPU_TEST_OFFLINE": "1",
         "PUKAIPU_CHECK_OUT": CHECK_OUT,
     }
@@ -328,16 +276,22 @@ class Supervised:
 
 
 class Desktop(Supervised):
-    """One running container: pukaipu-run with a listening socket as fd 3."""
+    """One running container: pukaipu-run with a listening Unix socket as fd
+    3 (self.path, root's alone), as pukaipu@USER.socket hands it over."""
 
     def __init__(self, name, spec):
         self.name = name
         self.bundle = write_bundle(name, spec)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.path = os.path.join(TMP, f"{name}.sock")
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            self.sock.bind(self.path)
+        finally:
+            os.umask(old)
         self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
         self.log_path = os.path.join(TMP, f"desktop-{name}.log")
         self.logf = open(self.log_path, "w")
         fd = self.sock.fileno()
@@ -362,49 +316,42 @@ class Desktop(Supervised):
     def stop(self, timeout=20):
         status = super().stop(timeout)
         self.sock.close()
+        os.unlink(self.path)
         return status
 
 
-def client_context(pki, cert=None):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.load_verify_locations(os.path.join(pki, "server-ca.crt"))
-    if cert:
-        ctx.load_cert_chain(os.path.join(pki, f"{cert}.crt"), os.path.join(pki, f"{cert}.key"))
-    return ctx
-
-
-def tls_get(port, ctx, timeout=10.0):
-    """TLS handshake + `GET /` on 127.0.0.1:port. Returns ("http", status line)
-    when the server answered over HTTP, else ("refused", why)."""
+def http_get(path, timeout=10.0):
+    """`GET /` over the Unix socket at path, in plain HTTP (what the front
+    door sends after TLS). Returns ("http", status line, whole answer) or
+    ("refused", why, b"")."""
+    data = b""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
-            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
-                s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-                data = b""
-                while b"\r\n" not in data:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-    except (ssl.SSLError, OSError) as e:
-        return "refused", f"{type(e).__name__}: {e}"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(path)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError as e:
+        if not data.startswith(b"HTTP/"):
+            return "refused", f"{type(e).__name__}: {e}", b""
     if data.startswith(b"HTTP/"):
-        return "http", data.split(b"\r\n")[0].decode(errors="replace")
-    return "refused", f"no HTTP answer ({data[:40]!r})"
+        return "http", data.split(b"\r\n")[0].decode(errors="replace"), data
+    return "refused", f"no HTTP answer ({data[:40]!r})", b""
 
 
-def wait_tls_ready(d, ctx, timeout=60.0):
-    """Seconds from launch until a TLS handshake with the client certificate
-    completes (the TCP port itself accepts at once: the host made it)."""
+def wait_http_ready(d, timeout=60.0):
+    """Seconds from launch until the desktop answers `GET /` with 200 on its
+    socket (the socket itself accepts at once: the host made it)."""
     end = time.monotonic() + timeout
     while time.monotonic() < end and d.proc.poll() is None:
-        try:
-            with socket.create_connection(("127.0.0.1", d.port), timeout=max(0.1, end - time.monotonic())) as raw:
-                raw.settimeout(max(0.1, end - time.monotonic()))
-                with ctx.wrap_socket(raw, server_hostname="localhost"):
-                    return time.monotonic() - d.t0
-        except (ssl.SSLError, OSError):
-            time.sleep(0.05)
+        kind, status, _ = http_get(d.path, timeout=max(0.1, end - time.monotonic()))
+        if kind == "http" and " 200 " in status + " ":
+            return time.monotonic() - d.t0
+        time.sleep(0.05)
     return None
 
 

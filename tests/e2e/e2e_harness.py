@@ -9,21 +9,30 @@ certificate from such a CA does not open a desktop. The overlay, like the
 /etc and /home copies, exists only in the mount namespace of the commands run
 through `E2eHost.wrap`: nothing on the host changes.
 
-`pukaipu create` makes the instances and `pukaipu-run USER` runs them, binding
-the TLS port itself or, with `Instance(listen_sock=...)`, taking it as fd 3
-the way pukaipu@USER.socket hands it over (systemd is not PID 1 here). The
-instances have network mode `none` (loopback only) and the session command
+`pukaipu create` makes the instances (USER.localhost) and `pukaipu-run USER`
+runs them, binding RUN_DIR/USER/desktop.sock itself or, with
+`Instance(listen_sock=...)`, taking it as fd 3 the way pukaipu@USER.socket
+hands it over (systemd is not PID 1 here). The instances have network mode
+`none` (loopback only) and the session command
 `env PUKAIPU_TEST_OFFLINE=1 /usr/lib/pukaipu/xpra-session` (env execs, so
 xpra stays PID 2 and LISTEN_PID=2 still holds): the instance's browser runs
 with its background networking off.
 
-The clients: Debian 12's xpra 3.1.3 (`xpra screenshot`), and headless
-Chromium with the user's client.p12 in its NSS database, driven over the
-DevTools protocol on a pipe (`--remote-debugging-pipe`, see `Chromium`).
+The front door: `FrontDoor`, Debian 12's HAProxy (2.6) on 127.0.0.1, which
+terminates TLS with each instance's certificate and client CA and forwards
+plain HTTP/WebSocket to the instances' desktop sockets.
+
+The clients, both through the front door: Debian 12's xpra 3.1.3
+(`xpra screenshot wss://...`), and headless Chromium with the user's
+client.p12 in its NSS database, driven over the DevTools protocol on a pipe
+(`--remote-debugging-pipe`, see `Chromium`). Neither asks a DNS server:
+xpra's USER.localhost comes from a private /etc/hosts, Chromium's from
+--host-resolver-rules.
 
 Used by tests/integration/test_e2e.py and bench/instances. Stdlib plus PIL
 (Debian's python3-pil, for the pixel checks), so it runs under /usr/bin/python3.
 """
+import grp
 import json
 import os
 import select
@@ -169,6 +178,7 @@ class E2eHost(Sysroot):
     def env(self, extra=None):
         e = super().env(extra)
         e["PUKAIPU_SYSTEMD_DIR"] = os.path.join(self.root, "systemd")
+        e["PUKAIPU_FRONT_DIR"] = os.path.join(self.root, "front")
         return e
 
     def free_port(self):
@@ -188,13 +198,13 @@ class E2eHost(Sysroot):
         raise RuntimeError(f"no free port in {self.cfg['portRange']}")
 
     def create(self, user, *extra):
-        """pukaipu create USER --fqdn localhost --extra-name 127.0.0.1 --port
-        (a free one) → dict(user, port, uid, p12, passphrase, home, out)."""
-        r = self.run([TOOL, "create", user, "--fqdn", "localhost", "--extra-name", "127.0.0.1",
-                      "--port", str(self.free_port()), *extra])
+        """pukaipu create USER --fqdn USER.localhost --port (a free one) →
+        dict(user, name, port, uid, p12, passphrase, home, out)."""
+        name = f"{user}.localhost"
+        r = self.run([TOOL, "create", user, "--fqdn", name, "--port", str(self.free_port()), *extra])
         if r.returncode:
             raise RuntimeError(f"pukaipu create {user}: {r.stderr.strip()}")
-        info = {"user": user, "out": r.stdout}
+        info = {"user": user, "name": name, "out": r.stdout}
         for line in r.stdout.splitlines():
             if line.startswith("created instance"):
                 info["uid"] = int(line.split("uid ")[1].split(",")[0])
@@ -227,18 +237,27 @@ def spawn(argv, fds=None, **kw):
             os.close(fd)
 
 
-def listening_socket(port):
-    """What systemd's pukaipu@USER.socket would hold: 127.0.0.1:port."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("127.0.0.1", port))
+def listening_socket(path):
+    """What systemd's pukaipu@USER.socket would hold: a Unix socket at path
+    (RUN_DIR/USER/desktop.sock), root and group haproxy, 0660."""
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    if os.path.exists(path):
+        os.unlink(path)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        s.bind(path)
+    finally:
+        os.umask(old)
+    os.chown(path, 0, grp.getgrnam("haproxy").gr_gid)
+    os.chmod(path, 0o660)
     s.listen(128)
     return s
 
 
 class Instance(desktop_harness.Supervised):
     """`pukaipu-run USER` in the host's private namespace, in the background.
-    Without listen_sock it binds the port itself (no systemd here); with
+    Without listen_sock it binds its desktop socket itself (no systemd here); with
     one, it gets the socket as fd 3 with LISTEN_FDS/LISTEN_PID, exactly what
     pukaipu@USER.socket would pass (socket activation played by the caller)."""
 
@@ -263,6 +282,84 @@ class Instance(desktop_harness.Supervised):
         return super().stop(timeout)
 
 
+# --- the front door: HAProxy ----------------------------------------------
+
+class FrontDoor:
+    """The product's front door: `pukaipu front reload` with frontPort =
+    `port` in the host's pukaipu.json writes host.root/front
+    (PUKAIPU_FRONT_DIR: haproxy.cfg, crt-list, maps, PEMs) from the
+    instances' state and starts HAProxy (master-worker, pid in
+    RUN_DIR/front.pid, log in RUN_DIR/front.log). `instances` (dicts from
+    E2eHost.create) must be all of the host's instances. stop() ends it by
+    its pid file."""
+
+    def __init__(self, host, instances, port):
+        self.host = host
+        self.port = port
+        self.names = [i["name"] for i in instances]
+        self.dir = os.path.join(host.root, "front")
+        self.pid_path = os.path.join(host.run_dir, "front.pid")
+        self.log_path = os.path.join(host.run_dir, "front.log")
+        host.cfg["frontPort"] = port
+        with open(host.config, "w") as f:
+            json.dump(host.cfg, f, indent=1)
+        r = host.run([TOOL, "front", "reload"])
+        if r.returncode:
+            raise RuntimeError(f"pukaipu front reload: {r.stderr.strip()}\n{desktop_harness.file_tail(self.log_path, 20)}")
+        self.reload_output = r.stdout
+        self.cfg = os.path.join(self.dir, "haproxy.cfg")
+        self.pid = int(_read(self.pid_path).split()[0])
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if not self.alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"haproxy did not listen on {port}:\n{self.log_tail()}")
+                time.sleep(0.05)
+
+    def alive(self):
+        try:
+            return os.readlink(f"/proc/{self.pid}/exe").endswith("/haproxy")
+        except OSError:
+            return False
+
+    def workers(self):
+        """The master's children: the processes that serve connections."""
+        out = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    with open(f"/proc/{d}/stat") as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) == self.pid:
+                            out.append(int(d))
+                except (OSError, IndexError, ValueError):
+                    pass
+        return out
+
+    def log_tail(self, n=40):
+        return desktop_harness.file_tail(self.log_path, n)
+
+    def stop(self, timeout=20):
+        """SIGTERM to the master named by the pid file (it stops its workers)."""
+        # Again every half second: a SIGTERM that arrives while the master
+        # re-executes itself for a reload (create's SIGUSR2) can be lost.
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            os.kill(self.pid, signal.SIGTERM)
+            end = time.monotonic() + 0.5
+            while self.alive() and time.monotonic() < end:
+                time.sleep(0.05)
+        if self.alive():
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read()
+
+
 # --- TLS probes -------------------------------------------------------------
 
 def client_ctx(ca, cert=None, key=None):
@@ -273,14 +370,17 @@ def client_ctx(ca, cert=None, key=None):
     return ctx
 
 
-def https_get(port, ctx, path="/", host="localhost", timeout=10.0):
-    """GET path over TLS: ("http", status line, whole answer), or
-    ("refused", why, b"") when the handshake or the request failed."""
+def https_get(port, ctx, path="/", host="localhost", timeout=10.0, headers=None):
+    """GET path over TLS to 127.0.0.1:port with SNI `host`: ("http", status
+    line, whole answer), or ("refused", why, b"") when the handshake or the
+    request failed. headers: more (or other: Host) request headers."""
     data = b""
+    hdrs = {"Host": host, "Connection": "close", **(headers or {})}
+    request = f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()) + "\r\n"
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
             with ctx.wrap_socket(raw, server_hostname=host) as s:
-                s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+                s.sendall(request.encode())
                 while True:
                     chunk = s.recv(65536)
                     if not chunk:
@@ -294,11 +394,11 @@ def https_get(port, ctx, path="/", host="localhost", timeout=10.0):
     return "refused", f"no HTTP answer ({data[:40]!r})", b""
 
 
-def wait_https_200(port, ctx, t0, deadline, alive=lambda: True):
+def wait_https_200(port, ctx, t0, deadline, alive=lambda: True, host="localhost"):
     """Seconds from t0 to the first `GET /` answered with 200 (the HTML5
     page), polling every 20 ms; None on timeout."""
     while time.monotonic() < deadline and alive():
-        kind, status, _ = https_get(port, ctx, timeout=max(0.2, deadline - time.monotonic()))
+        kind, status, _ = https_get(port, ctx, host=host, timeout=max(0.2, deadline - time.monotonic()))
         if kind == "http" and " 200 " in status + " ":
             return time.monotonic() - t0
         time.sleep(0.02)
@@ -364,12 +464,20 @@ def looks_like_desktop(seen):
 # --- the xpra client ---------------------------------------------------------
 
 def xpra_screenshot(out, port, cert, key, ca, hostname="localhost", timeout=60):
-    """The host's xpra (Debian 12: 3.1.3) connects over TLS with the client
-    certificate and saves the server's screen. Returns the CompletedProcess."""
+    """The host's xpra (Debian 12: 3.1.3) connects to the front door with
+    the client certificate (WebSocket over TLS: the front door speaks HTTP,
+    and Host must be `hostname`) and saves the server's screen. It resolves
+    hostname through a private /etc/hosts (a mount namespace of its own), so
+    no DNS server is asked. Returns the CompletedProcess."""
     home = tempfile.mkdtemp(prefix="xpra-client-", dir=TMP)
     try:
+        hosts = os.path.join(home, "hosts")
+        with open(hosts, "w") as f:
+            f.write(f"127.0.0.1 localhost {hostname}\n")
         env = {"PATH": "/usr/bin:/bin", "HOME": home, "XDG_RUNTIME_DIR": home, "LANG": "C.UTF-8"}
-        return run(["xpra", "screenshot", out, f"ssl://127.0.0.1:{port}/", f"--ssl-cert={cert}",
+        return run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                    'mount --bind "$1" /etc/hosts && shift && exec "$@"', "sh", hosts,
+                    "xpra", "screenshot", out, f"wss://{hostname}:{port}/", f"--ssl-cert={cert}",
                     f"--ssl-key={key}", f"--ssl-ca-certs={ca}", f"--ssl-server-hostname={hostname}",
                     "--ssl-server-verify-mode=required", "--mdns=no", "--notifications=no",
                     "--opengl=no"],
@@ -391,11 +499,13 @@ class Chromium:
     client certificate is picked without a dialog; the host's
     /etc/chromium is untouched). HOME is a temporary directory whose
     .pki/nssdb holds the user's client.p12 and trusts the host CA.
-    Background networking is off and everything but 127.0.0.1 goes to a
-    dead proxy. DevTools: --remote-debugging-pipe (commands on fd 3,
-    answers on fd 4, NUL-terminated JSON)."""
+    Background networking is off, there is no proxy, and the only names it
+    resolves are `names` (each to 127.0.0.1, by --host-resolver-rules; every
+    other name fails without asking a DNS server). DevTools:
+    --remote-debugging-pipe (commands on fd 3, answers on fd 4,
+    NUL-terminated JSON)."""
 
-    def __init__(self, name, url_origin, p12, passphrase, host_ca, size=SCREEN):
+    def __init__(self, name, url_origin, p12, passphrase, host_ca, size=SCREEN, names=()):
         self.dir = os.path.join(TMP, f"chromium-{name}")
         shutil.rmtree(self.dir, ignore_errors=True)
         self.home = os.path.join(self.dir, "home")
@@ -423,7 +533,8 @@ class Chromium:
             "--disable-background-networking", "--disable-component-update", "--no-pings",
             "--disable-sync", "--disable-breakpad", "--disable-domain-reliability",
             "--disable-features=OptimizationHints,MediaRouter,Translate,AutofillServerCommunication",
-            "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=127.0.0.1",
+            "--no-proxy-server",
+            "--host-resolver-rules=" + ", ".join([f"MAP {n} 127.0.0.1" for n in names] + ["MAP * ~NOTFOUND"]),
             "--disable-gpu", "about:blank",
         ]
         script = ('mount --bind "$1" /etc/chromium && shift && exec setpriv --reuid=%d --regid=%d '

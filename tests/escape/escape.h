@@ -112,8 +112,9 @@ void a_cgroup_v1_mount(void), a_cgroup_sysfs_write(void), a_write_proc_sys(void)
 
 /* network.c: other instances, the host's network and IPC */
 void a_alice_x_abstract(void), a_alice_x_path(void), a_alice_x_tcp(void), a_alice_tls_port(void),
-	a_host_loopback_tcp(void), a_host_other_address(void), a_host_abstract_socket(void),
-	a_host_unix_sockets(void), a_vsock(void), a_raw_sockets(void), a_host_sysv_ipc(void);
+	a_alice_desktop_socket(void), a_host_loopback_tcp(void), a_host_other_address(void),
+	a_host_abstract_socket(void), a_host_unix_sockets(void), a_vsock(void), a_raw_sockets(void),
+	a_host_sysv_ipc(void);
 
 /* instance.c: the instance's TLS key, fds, handles, environment */
 void a_tls_key_write(void), a_held_directories(void), a_exec_fds(void), a_open_by_handle_forged(void),

@@ -87,9 +87,9 @@ static const struct attempt attempts[] = {
 	/* cgroups, /sys, /proc */
 	A(cgroup_v1_mount), A(cgroup_sysfs_write), A(write_proc_sys), A(write_sys), A(sysrq_trigger), A(proc_kcore),
 	/* other instances, the host's network and IPC */
-	A(alice_x_abstract), A(alice_x_path), A(alice_x_tcp), A(alice_tls_port), A(host_loopback_tcp),
-	A(host_other_address), A(host_abstract_socket), A(host_unix_sockets), A(vsock), A(raw_sockets),
-	A(host_sysv_ipc),
+	A(alice_x_abstract), A(alice_x_path), A(alice_x_tcp), A(alice_tls_port), A(alice_desktop_socket),
+	A(host_loopback_tcp), A(host_other_address), A(host_abstract_socket), A(host_unix_sockets), A(vsock),
+	A(raw_sockets), A(host_sysv_ipc),
 	/* the instance's TLS key, fds, handles, environment */
 	A(tls_key_write), A(held_directories), A(exec_fds), A(open_by_handle_forged), A(name_to_handle_then_open),
 	A(host_env_leak),

@@ -45,6 +45,12 @@ void a_alice_tls_port(void)
 	expect_fail(connect_tcp(AF_INET, "127.0.0.1", conf_long("alice_port")), "connect 127.0.0.1:<alice's port>");
 }
 
+/* Alice's desktop serves plain HTTP on her Unix socket: only the front door may reach it. */
+void a_alice_desktop_socket(void)
+{
+	expect_fail(connect_unix(conf("alice_desktop_sock"), 0), "connect <alice's desktop.sock>");
+}
+
 void a_host_loopback_tcp(void)
 {
 	struct acc a = { .len = 0 };

@@ -52,6 +52,15 @@ class Sysroot:
         with open(os.path.join(self.etc, "passwd")) as f:
             return {line.split(":")[0]: line.strip().split(":") for line in f if line.strip()}
 
+    def group_id(self, name):
+        """The gid of group `name` in the private /etc; None when it has none."""
+        with open(os.path.join(self.etc, "group")) as f:
+            for line in f:
+                fields = line.strip().split(":")
+                if fields[0] == name:
+                    return int(fields[2])
+        return None
+
     def host_home(self, user):
         return os.path.join(self.home, user)
 

@@ -1,27 +1,36 @@
-"""End to end (issue 8): a real pukaipu instance, seen through real clients.
+"""End to end (issue 8): a real pukaipu instance behind the front door, seen
+through real clients.
 
-`pukaipu create` makes two instances, alice and bob, in a private copy of /etc
-and /home; `pukaipu-run alice` runs alice's desktop from the real rootfs
-(rootfs-builder's default: Xpra + Qtile + Chromium) with network mode `none`
-and the browser's background networking off. Then, from the host:
+`pukaipu create` makes two instances, alice and bob (alice.localhost,
+bob.localhost), in a private copy of /etc and /home; `pukaipu-run alice` runs
+alice's desktop from the real rootfs (rootfs-builder's default: Xpra + Qtile +
+Chromium) with network mode `none` and the browser's background networking
+off. xpra serves plain HTTP/WebSocket on RUN_DIR/alice/desktop.sock; the front
+door, HAProxy on 127.0.0.1 as `pukaipu front reload` configures and starts it
+(e2e_harness.FrontDoor), terminates TLS with each
+instance's certificate and client CA and forwards to that socket. Then, from
+the host, through the front door:
 
-- Debian 12's xpra client takes a screenshot through the TLS port with alice's
-  client certificate (extracted from client.p12 with the printed passphrase);
+- Debian 12's xpra client takes a screenshot (wss://) with alice's client
+  certificate (extracted from client.p12 with the printed passphrase);
 - headless Chromium opens the HTML5 client with client.p12 in its NSS database
   and the AutoSelectCertificateForUrls policy, and a DevTools screenshot must
   show Qtile's bar and a browser window;
 - refused: bob's certificate, no certificate, a certificate from a CA in the
-  rootfs's system trust store, plaintext HTTP, TLS 1.0 and 1.1;
+  rootfs's system trust store (it plays no part: TLS ends outside), plaintext
+  HTTP, TLS 1.0 and 1.1, a Host that is not the TLS server name (421), an
+  Origin that is not alice's page (403);
 - persistence: the browser's profile lands in /home/alice on the host, owned by
   alice, and the browser of the next start of the instance reuses it.
 
 Screenshots go to TMP/e2e-artifacts (docs/desktop.png is one of them; the
 log says where TMP is: /var/cache/pukaipu-tests/tmp/<hash of the build dir>).
-Needs root, xpra, chromium, certutil/pk12util (libnss3-tools) and python3-pil
-(.ci/install-deps installs them), and the rootfs (cached in
+Needs root, xpra, chromium, haproxy, certutil/pk12util (libnss3-tools) and
+python3-pil (.ci/install-deps installs them), and the rootfs (cached in
 /var/cache/pukaipu-tests/rootfs, built by rootfs-builder when missing).
 Run alone: meson test -C build --suite e2e -v
 """
+import grp
 import json
 import os
 import shutil
@@ -38,7 +47,7 @@ sys.path.insert(0, os.path.join(SRC, "tests", "e2e"))
 import e2e_harness as e  # noqa: E402
 import harness as h  # noqa: E402
 
-HOST = ALICE = BOB = INST = None
+HOST = ALICE = BOB = INST = FRONT = None
 ROGUE = None   # (ca, crt, key)
 ART = os.path.join(e.TMP, "e2e-artifacts")
 VIEWPORT = (1280, 800)  # the headless client's window; the desktop follows it
@@ -46,7 +55,7 @@ VIEWPORT = (1280, 800)  # the headless client's window; the desktop follows it
 
 def missing_tools():
     out = []
-    for tool in ("xpra", "chromium", "certutil", "pk12util", "openssl", "setpriv", "unshare"):
+    for tool in ("xpra", "chromium", "haproxy", "certutil", "pk12util", "openssl", "setpriv", "unshare"):
         if not shutil.which(tool):
             out.append(tool)
     if not os.access(e.CHROMIUM, os.X_OK):
@@ -67,7 +76,7 @@ def setUpModule():
 
 
 def start_alice():
-    global HOST, ALICE, BOB, INST, ROGUE
+    global HOST, ALICE, BOB, INST, ROGUE, FRONT
     h.ensure_tmp()
     shutil.rmtree(ART, ignore_errors=True)
     os.makedirs(ART, mode=0o755)
@@ -80,18 +89,29 @@ def start_alice():
     BOB = HOST.create("bob")
     for who in (ALICE, BOB):
         who["crt"], who["key"] = e.p12_to_pem(who["p12"], who["passphrase"], HOST.root, who["user"])
+    FRONT = e.FrontDoor(HOST, [ALICE, BOB], HOST.free_port())
     INST = e.Instance(HOST, "alice", ALICE["port"])
-    ready = e.wait_https_200(ALICE["port"], ctx(ALICE), INST.t0, time.monotonic() + 90, INST.alive)
+    ready = wait_alice(INST)
     if ready is None:
-        raise RuntimeError(f"alice's desktop never served its page; log:\n{INST.log_tail(40)}")
-    print(f"MEASURE alice: HTML5 page served {ready:.2f} s after pukaipu-run started", flush=True)
+        raise RuntimeError(f"alice's desktop never served its page; log:\n{INST.log_tail(40)}\n"
+                           f"front door:\n{FRONT.log_tail(10)}")
+    print(f"MEASURE alice: HTML5 page served through the front door {ready:.2f} s after pukaipu-run started",
+          flush=True)
+
+
+def wait_alice(inst):
+    return e.wait_https_200(FRONT.port, ctx(ALICE), inst.t0, time.monotonic() + 90, inst.alive, host=ALICE["name"])
 
 
 def tearDownModule():
-    global INST, HOST
+    global INST, HOST, FRONT
     if INST:
         INST.stop()
         INST = None
+    if FRONT:
+        FRONT.stop()
+        shutil.copy(FRONT.log_path, os.path.join(ART, "haproxy.log"))  # one line per request
+        FRONT = None
     if HOST:
         HOST.cleanup()
         HOST = None
@@ -111,7 +131,7 @@ def xpra_frame(name, who, port=None, tries=5):
     path = os.path.join(ART, name)
     seen, r = None, None
     for _ in range(tries):
-        r = e.xpra_screenshot(path, port or ALICE["port"], who["crt"], who["key"], HOST.host_ca)
+        r = e.xpra_screenshot(path, port or FRONT.port, who["crt"], who["key"], HOST.host_ca, hostname=ALICE["name"])
         if r.returncode == 0 and os.path.exists(path):
             im = e.load_png(path)
             seen = e.desktop_seen(im, screen=im.size)
@@ -130,8 +150,9 @@ def both_clients(tag):
     screenshot. Returns what both saw."""
     out = {"html5": None, "html5_path": os.path.join(ART, f"html5-client{tag}.png"), "title": None,
            "peers": set(), "drawn_s": None, "settled_s": None, "xpra": (None, None, None), "log": ""}
-    origin = f"https://127.0.0.1:{ALICE['port']}"
-    c = e.Chromium("alice" + tag, origin, ALICE["p12"], ALICE["passphrase"], HOST.host_ca, size=VIEWPORT)
+    origin = f"https://{ALICE['name']}:{FRONT.port}"
+    c = e.Chromium("alice" + tag, origin, ALICE["p12"], ALICE["passphrase"], HOST.host_ca, size=VIEWPORT,
+                   names=[ALICE["name"]])
     try:
         c.open("about:blank")
         c.set_viewport(VIEWPORT)
@@ -189,7 +210,7 @@ class Test1Clients(unittest.TestCase):
         # Every connected socket of the client browser goes to loopback (the
         # dead proxy catches everything else).
         peers = self.seen["peers"]
-        self.assertTrue(any(p[2] == ALICE["port"] for p in peers), f"no connection to the instance: {peers}")
+        self.assertTrue(any(p[2] == FRONT.port for p in peers), f"no connection to the front door: {peers}")
         outside = [p for p in peers if not e.is_loopback(p[1])]
         self.assertEqual(outside, [], f"the client browser talked to {outside}")
 
@@ -216,43 +237,72 @@ class Test1Clients(unittest.TestCase):
             self.assertIn(flag, browsers[0], "PUKAIPU_TEST_OFFLINE did not reach the browser")
 
 
+def alice_get(who, **kw):
+    return e.https_get(FRONT.port, ctx(who), host=ALICE["name"], **kw)
+
+
 class Test2Refused(unittest.TestCase):
-    """Only alice's own certificate opens alice's desktop, over TLS >= 1.2."""
+    """Only alice's own certificate opens alice's desktop, over TLS >= 1.2,
+    for a request to alice's name from alice's page."""
 
     def test_alice_certificate_opens_it(self):
-        kind, status, body = e.https_get(ALICE["port"], ctx(ALICE))
+        kind, status, body = alice_get(ALICE)
         self.assertEqual(kind, "http", status)
         self.assertIn(" 200 ", status + " ")
         self.assertIn(b"xpra", body.lower())
 
     def test_another_instances_certificate(self):
-        kind, why, _ = e.https_get(ALICE["port"], ctx(BOB))
+        kind, why, _ = alice_get(BOB)
         self.assertEqual(kind, "refused", why)
         self.assertIn("ALERT_UNKNOWN_CA", why)
-        r = e.xpra_screenshot(os.path.join(ART, "bob-on-alice.png"), ALICE["port"], BOB["crt"], BOB["key"],
-                              HOST.host_ca, timeout=30)
+        r = e.xpra_screenshot(os.path.join(ART, "bob-on-alice.png"), FRONT.port, BOB["crt"], BOB["key"],
+                              HOST.host_ca, hostname=ALICE["name"], timeout=30)
         self.assertNotEqual(r.returncode, 0, "xpra client with bob's certificate got in")
         self.assertFalse(os.path.exists(os.path.join(ART, "bob-on-alice.png")))
 
     def test_no_certificate(self):
-        kind, why, _ = e.https_get(ALICE["port"], ctx())
+        kind, why, _ = alice_get(None)
         self.assertEqual(kind, "refused", why)
         self.assertIn("CERTIFICATE_REQUIRED", why)
 
     def test_certificate_from_the_rootfs_system_trust_store(self):
-        # Control: the CA is in the system store the container sees (the
-        # overlay), so OpenSSL's default paths there would accept it.
+        # The CA is in the system store the container sees (the overlay):
+        # it does not matter, the front door trusts alice's client CA only.
         store = os.path.join(HOST.layer, "etc", "ssl", "certs")
         v = e.run(["openssl", "verify", "-CApath", store, ROGUE[1]])
         self.assertEqual(v.returncode, 0, v.stdout + v.stderr)
         with open(os.path.join(store, "ca-certificates.crt")) as f, open(ROGUE[0]) as g:
             self.assertIn(g.read().strip(), f.read())
-        kind, why, _ = e.https_get(ALICE["port"], e.client_ctx(HOST.host_ca, ROGUE[1], ROGUE[2]))
+        kind, why, _ = e.https_get(FRONT.port, e.client_ctx(HOST.host_ca, ROGUE[1], ROGUE[2]), host=ALICE["name"])
         self.assertEqual(kind, "refused", why)
         self.assertIn("ALERT_UNKNOWN_CA", why)
 
+    def test_host_must_be_the_server_name(self):
+        # SNI alice (alice's certificate checked), Host bob: 421, never bob's desktop.
+        kind, status, _ = alice_get(ALICE, headers={"Host": BOB["name"]})
+        self.assertEqual(kind, "http", status)
+        self.assertIn(" 421 ", status + " ")
+
+    def test_origin_must_be_alices_page(self):
+        kind, status, _ = alice_get(ALICE, headers={"Origin": "https://evil.example"})
+        self.assertIn(" 403 ", status + " ")
+        kind, status, _ = alice_get(ALICE, headers={"Origin": f"https://{BOB['name']}:{FRONT.port}"})
+        self.assertIn(" 403 ", status + " ")
+        kind, status, _ = alice_get(ALICE, headers={"Origin": f"https://{ALICE['name']}:{FRONT.port}"})
+        self.assertIn(" 200 ", status + " ")
+
+    def test_desktop_socket_is_root_and_the_front_doors(self):
+        st = os.stat(os.path.join(HOST.run_dir, "alice", "desktop.sock"))
+        self.assertEqual((st.st_uid, st.st_gid, st.st_mode & 0o777), (0, grp.getgrnam("haproxy").gr_gid, 0o660))
+        workers = FRONT.workers()
+        self.assertTrue(workers, "the front door's HAProxy has no worker")
+        for pid in workers:
+            with open(f"/proc/{pid}/status") as f:
+                ids = {k: v.split() for k, v in (line.split(":", 1) for line in f if line.startswith(("Uid", "Gid")))}
+            self.assertNotEqual(ids["Uid"][0], "0", "haproxy's worker runs as root: the socket's group proves nothing")
+
     def test_plaintext_http(self):
-        with socket.create_connection(("127.0.0.1", ALICE["port"]), timeout=10) as s:
+        with socket.create_connection(("127.0.0.1", FRONT.port), timeout=10) as s:
             s.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             data = b""
             try:
@@ -263,13 +313,9 @@ class Test2Refused(unittest.TestCase):
                     data += chunk
             except OSError:
                 pass
-        # xpra answers a plain request on its TLS socket with an error page
-        # and closes: never the HTML5 client.
+        # The front door's TLS port closes on a plain request: never the HTML5 client.
         first = data.split(b"\r\n", 1)[0].split(b"\n", 1)[0]
         self.assertNotIn(b" 200 ", first + b" ", data[:200])
-        if data:
-            self.assertTrue(first.startswith(b"HTTP/1.1 400"), data[:200])
-            self.assertIn(b"does not support HTTP requests", data)
         self.assertNotIn(b"<script", data.lower())
 
     def tls_with(self, version):
@@ -282,7 +328,7 @@ class Test2Refused(unittest.TestCase):
             c.minimum_version = ssl.TLSVersion.TLSv1
             c.maximum_version = version
         c.set_ciphers("DEFAULT:@SECLEVEL=0")
-        return e.https_get(ALICE["port"], c)
+        return e.https_get(FRONT.port, c, host=ALICE["name"])
 
     def test_tls_1_0_and_1_1(self):
         with warnings.catch_warnings():
@@ -333,7 +379,7 @@ class Test3Persistence(unittest.TestCase):
         restarted = time.time()
         time.sleep(0.1)
         INST = e.Instance(HOST, "alice", ALICE["port"], log_name="alice-2")
-        ready = e.wait_https_200(ALICE["port"], ctx(ALICE), INST.t0, time.monotonic() + 90, INST.alive)
+        ready = wait_alice(INST)
         self.assertIsNotNone(ready, INST.log_tail(30))
         seen = both_clients("-after-restart")
         self.assertTrue(seen["html5"] and e.looks_like_desktop(seen["html5"]), seen)

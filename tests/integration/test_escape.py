@@ -272,8 +272,12 @@ class EscapeBattery(unittest.TestCase):
         with open(s.config, "w") as f:
             json.dump(cfg, f)
         # alice: same instances, another payload (a bare X server to attack).
+        # Without LISTEN_FDS/LISTEN_PID: Xvfb (xserver 21) takes a socket-
+        # activated Unix socket as its own, and would listen on alice's
+        # desktop.sock instead of /tmp/.X11-unix/X<N> (env execs: still PID 2).
         alice_cfg = os.path.join(s.config_dir, "pukaipu-alice.json")
-        cfg_a = dict(cfg, session={"command": ["/usr/bin/Xvfb", f":{ALICE_DISPLAY}", "-nolisten", "tcp"],
+        cfg_a = dict(cfg, session={"command": ["/usr/bin/env", "-u", "LISTEN_FDS", "-u", "LISTEN_PID",
+                                               "/usr/bin/Xvfb", f":{ALICE_DISPLAY}", "-nolisten", "tcp"],
                                    "shell": ["/bin/sh"]})
         with open(alice_cfg, "w") as f:
             json.dump(cfg_a, f)
@@ -358,6 +362,7 @@ class EscapeBattery(unittest.TestCase):
             "alice_state_key_host": os.path.join(s.state, "instances/alice/certs/server.key"),
             "alice_display": ALICE_DISPLAY,
             "alice_port": alice_port,
+            "alice_desktop_sock": os.path.join(s.run_dir, "alice/desktop.sock"),
             "host_tcp_port": cls.listeners.port("tcp"),
             "host_tcp6_port": cls.listeners.port("tcp6"),
             "host_ip": host_ipv4(),

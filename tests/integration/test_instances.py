@@ -52,9 +52,10 @@ class Instances(unittest.TestCase):
             "seccompProfile": os.path.join(h.SRC, "profiles/seccomp/default.json"),
             "tmpSize": "8m",
             "session": {"command": ["/bin/sh", "-c",
-                                    "probe status; probe fds; echo LISTEN_FDS=$LISTEN_FDS LISTEN_PID=$LISTEN_PID; "
+                                    "probe status; probe fds; echo LISTEN_FDS=$LISTEN_FDS LISTEN_PID=$LISTEN_PID "
+                                    "XPRA_SD_SOCKET_TYPE=$XPRA_SD_SOCKET_TYPE; "
                                     "echo hello > /data/home/from-inside; cat /etc/passwd; "
-                                    "ls /run/pukaipu/tls; head -c 10 /run/pukaipu/tls/server.key; echo; "
+                                    "if test -e /run/pukaipu/tls; then echo tls-inside; else echo no-tls-inside; fi; "
                                     "dd if=/dev/zero of=/tmp/fill bs=1048576 count=20 2>/dev/null; "
                                     "echo tmpfill=$(( $(stat -c %s /tmp/fill) / 1048576 ))"],
                         "shell": ["/bin/sh"]},
@@ -423,16 +424,67 @@ class Instances(unittest.TestCase):
         self.assertEqual(kv["hostname"], "pukaipu-runner")
         self.assertEqual(kv["cwd"], "/data/home")
         self.assertEqual(kv["fds"], "0,1,2,3")  # fd 3: the listening socket
-        self.assertIn("LISTEN_FDS=1 LISTEN_PID=2", res.stdout)
+        self.assertIn("LISTEN_FDS=1 LISTEN_PID=2 XPRA_SD_SOCKET_TYPE=unix-domain", res.stdout)
         self.assertRegex(res.stdout, rf"(?m)^runner:x:{uid}:{uid}:[^:]*:/data/home:/bin/bash$")
-        self.assertIn("client-ca.crt\nserver.crt\nserver.key", res.stdout)
-        self.assertIn("-----BEGIN", res.stdout)  # the user can read its key inside
+        # TLS ends at the front door: no certificate and no key inside.
+        self.assertIn("no-tls-inside", res.stdout)
+        self.assertNotIn("-----BEGIN", res.stdout)
+        self.assertFalse(os.path.exists(os.path.join(self.s.run_dir, "runner", "tls")))
         self.assertEqual(kv["tmpfill"], "8")  # filling /tmp stops at tmpSize, not at the host's memory
         # The home is the user's, on the host.
         f = os.path.join(self.s.host_home("runner"), "from-inside")
         self.assertEqual(open(f).read(), "hello\n")
         self.assertEqual(os.stat(f).st_uid, uid)
-        self.assertIn("listening socket bound 127.0.0.1 port", res.stderr)
+        # The listening socket: a Unix socket for root and the front door only.
+        sock = os.path.join(self.s.run_dir, "runner", "desktop.sock")
+        self.assertIn(f"listening socket bound {sock}", res.stderr)
+        st = os.stat(sock)
+        self.assertTrue(stat.S_ISSOCK(st.st_mode))
+        group = self.s.group_id("haproxy")
+        if group is None:
+            self.assertEqual((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)), (0, 0, 0o600))
+            self.assertIn("no group 'haproxy'", res.stderr)
+        else:
+            self.assertEqual((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)), (0, group, 0o660))
+
+    def assert_run_refused(self, r, needle):
+        # pukaipu-run may warn first (AppArmor is optional here); the error is its last line.
+        self.assertEqual(r.returncode, 125, r.stderr)
+        self.assertIn(needle, r.stderr.strip().splitlines()[-1])
+
+    def test_desktop_socket_taken_or_stale(self):
+        # A session that still accepts on the socket keeps it; one that is
+        # gone left a socket file that the next start replaces.
+        self.assertEqual(self.create("sock").returncode, 0)
+        d = os.path.join(self.s.run_dir, "sock")
+        os.makedirs(d, mode=0o755, exist_ok=True)
+        path = os.path.join(d, "desktop.sock")
+        live = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            live.bind(path)
+            live.listen(1)
+            self.assert_run_refused(self.s.run([h.RUN, "sock"], timeout=60), "a session already listens there")
+        finally:
+            live.close()
+        self.assertTrue(os.path.exists(path))  # now stale
+        res = self.s.run([h.RUN, "sock"], timeout=60)
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn(f"listening socket bound {path}", res.stderr)
+        os.unlink(path)
+        with open(path, "w"):
+            pass
+        self.assert_run_refused(self.s.run([h.RUN, "sock"], timeout=60), "exists and is not a socket")
+
+    def test_systemd_socket_must_be_unix(self):
+        # What an old TCP drop-in of pukaipu@USER.socket would hand over.
+        self.assertEqual(self.create("tcpsock").returncode, 0)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(("127.0.0.1", 0))
+            tcp.listen(1)
+            argv = ["sh", "-c", 'export LISTEN_FDS=1 LISTEN_PID=$$; exec "$@" 3<&0', "sh", h.RUN, "tcpsock"]
+            r = subprocess.run(self.s.wrap(argv), env=self.s.env(), stdin=tcp.fileno(), capture_output=True,
+                               text=True, timeout=60)
+        self.assert_run_refused(r, "fd 3 is not a listening Unix stream socket")
 
     def test_print_spec_runs_unchanged_under_crun(self):
         if not shutil.which("crun"):

@@ -182,6 +182,17 @@ TEST_CASE("server certificate: SAN dns+ip, EKU serverAuth only, digitalSignature
 	CHECK(i.serialHex.size() <= 32);
 	CHECK(i.serialHex.size() >= 24); // fails only with probability ~2^-29
 	CHECK(i.serialHex[0] != '-');
+	// As `openssl x509 -serial` prints it and HAProxy's ssl_c_serial,hex
+	// sees it (the front door's serials.map): the INTEGER's content octets,
+	// upper-case hex, two digits per octet.
+	const ASN1_INTEGER* raw = X509_get0_serialNumber(s.cert.get());
+	std::string octets;
+	for (int k = 0; k < raw->length; k++) {
+		char two[3];
+		std::snprintf(two, sizeof(two), "%02X", raw->data[k]);
+		octets += two;
+	}
+	CHECK(i.serialHex == octets);
 	CHECK(i.sha256Fingerprint.size() == 32 * 3 - 1);
 	// Upper-case hex pairs joined by ':', of the DER's SHA-256 (as browsers show it).
 	unsigned char md[EVP_MAX_MD_SIZE];
