@@ -195,6 +195,14 @@ def cmdline(pid):
         return []
 
 
+def exe(pid):
+    """The executable of PID ("" when it is gone or not readable)."""
+    try:
+        return os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
+    except OSError:
+        return ""
+
+
 def comm(pid):
     try:
         with open(f"/proc/{pid}/comm") as f:
