@@ -243,6 +243,121 @@ def pss_kib(pids):
     return total
 
 
+# The host's socket tables and the column of each that holds the inode (the
+# headers do not line up with the data: "tx_queue rx_queue" is one field).
+HOST_NET_TABLES = {**{t: 9 for t in ("tcp", "tcp6", "udp", "udp6", "udplite", "udplite6", "raw", "raw6",
+                                     "icmp", "icmp6", "netlink")}, "packet": 8}
+
+
+def host_socket_inodes():
+    """{inode: table} of every non-Unix socket of the host's network
+    namespace (this test's), from /proc/self/net/*."""
+    found = {}
+    for table, col in HOST_NET_TABLES.items():
+        try:
+            with open(f"/proc/self/net/{table}") as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if col < len(fields) and fields[col].isdigit():
+                found[int(fields[col])] = table
+    return found
+
+
+def host_unix_paths():
+    """{inode: path} of the host namespace's Unix sockets (/proc/self/net/unix)."""
+    out = {}
+    with open("/proc/self/net/unix") as f:
+        for line in f.read().splitlines()[1:]:
+            fields = line.split()
+            out[int(fields[6])] = fields[7] if len(fields) > 7 else ""
+    return out
+
+
+def _pidfd_getfd(pid, fd):
+    """A copy of PID's FD in this process (pidfd_getfd(2), as root)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    try:
+        n = libc.syscall(438, pidfd, fd, 0)  # SYS_pidfd_getfd
+        if n < 0:
+            raise OSError(ctypes.get_errno(), f"pidfd_getfd {pid}/{fd}")
+        return n
+    finally:
+        os.close(pidfd)
+
+
+SIOCGSKNS = 0x894C  # linux/sockios.h: an fd of the socket's network namespace
+
+
+def inspect_sockets(pids, listener_path, targets):
+    """What a desktop's processes hold that belongs to the host's network
+    namespace. Each socket fd of PIDS is copied here (pidfd_getfd) and asked
+    for its namespace (SIOCGSKNS): an INET, INET6, NETLINK, PACKET or any
+    other non-Unix socket of the host's namespace is a finding, and so is a
+    host Unix socket other than LISTENER_PATH (the desktop's own listener and
+    the connections accepted on it). The host's /proc/net tables name what
+    was found. Then every socket of the host's namespace (the inherited
+    listener) is turned against the host the way a listener can be:
+    shutdown(SHUT_RD), then connect() to TARGETS[family] (a listener of the
+    host that accepts); a connect that succeeds is a finding. Sockets of the
+    container's own namespace are left alone (shutting down the desktop's X
+    connections would only break it). Call it last: the listener is shut
+    down for reading afterwards. Returns (sockets seen, findings)."""
+    import fcntl
+    host_ns = os.stat("/proc/self/ns/net").st_ino
+    tables = host_socket_inodes()
+    unix = host_unix_paths()
+    seen, findings = 0, []
+    for pid in sorted(pids):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                what = os.readlink(f"/proc/{pid}/fd/{fd}")
+                mine = _pidfd_getfd(pid, int(fd)) if what.startswith("socket:[") else None
+            except OSError:
+                continue  # the process or fd is gone
+            if mine is None:
+                continue
+            seen += 1
+            inode = int(what[8:-1])
+            s = socket.socket(fileno=mine)
+            try:
+                ns = fcntl.ioctl(mine, SIOCGSKNS)
+                try:
+                    in_host = os.fstat(ns).st_ino == host_ns
+                finally:
+                    os.close(ns)
+                if not in_host:
+                    continue
+                if s.family != socket.AF_UNIX:
+                    findings.append(f"pid {pid} fd {fd}: a host {tables.get(inode, f'family {s.family}')} socket")
+                elif unix.get(inode, "") != listener_path:
+                    findings.append(f"pid {pid} fd {fd}: host Unix socket {unix.get(inode, '(unnamed)')!r}")
+                s.settimeout(1)
+                try:
+                    s.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
+                target = targets.get(s.family)
+                try:
+                    if target is not None:
+                        s.connect(target)
+                        findings.append(f"pid {pid} fd {fd}: shutdown+connect reached {target}")
+                except (OSError, TypeError, ValueError):
+                    pass
+            finally:
+                s.detach()
+                os.close(mine)
+    return seen, findings
+
+
 def file_tail(path, n):
     """The last n lines of a log file; "" when there is none yet."""
     try:

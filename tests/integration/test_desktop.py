@@ -16,6 +16,7 @@ PUKAIPU_TEST_ROOTFS_CACHE) and rebuilt by rootfs-builder only when its
 manifest or a file it copies changes (about 1-2 minutes with a good mirror).
 """
 import os
+import socket
 import sys
 import time
 import unittest
@@ -61,6 +62,7 @@ class DesktopRun:
         cls.ready = cls.seen = cls.lock_after = None
         cls.page = ("not tried", "", b"")
         cls.pss_mib, cls.nprocs, cls.before = 0, 0, {}
+        cls.sockets = None
         name = f"desktop-{cls.PROFILE}"
         cls.home = d.fresh_home(name)
         # A crash leftover the session start must clear.
@@ -90,6 +92,7 @@ class DesktopRun:
             cls.before = {p: start_time(p) for p in pids}
             cls.lock_after = os.readlink(os.path.join(prof, "SingletonLock")) \
                 if os.path.islink(os.path.join(prof, "SingletonLock")) else None
+            cls.sockets = cls.inspect_sockets(pids)
         finally:
             t0 = time.monotonic()
             cls.exit_status = cls.desk.stop()
@@ -100,6 +103,25 @@ class DesktopRun:
                 f"desktop_complete_after_s={cls.seen and cls.seen.get('waited')} stop_s={cls.stop_seconds:.1f}")
         if not (cls.seen and cls.seen.get("complete")):
             print(f"--- pukaipu-run/xpra log tail ({cls.desk.log_path}):\n{cls.desk.log_tail(60)}", flush=True)
+
+    @classmethod
+    def inspect_sockets(cls, pids):
+        """Last, while the desktop runs: the host-namespace sockets its
+        processes hold, and shutdown+connect on each (desktop_harness)."""
+        tcp = socket.create_server(("127.0.0.1", 0))
+        upath = os.path.join(h.TMP, f"host-target-{cls.PROFILE}.sock")
+        if os.path.exists(upath):
+            os.unlink(upath)
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        unix.bind(upath)
+        unix.listen(4)
+        try:
+            return d.inspect_sockets(pids, cls.desk.path, {socket.AF_INET: tcp.getsockname(),
+                                                          socket.AF_UNIX: upath})
+        finally:
+            tcp.close()
+            unix.close()
+            os.unlink(upath)
 
     def setUp(self):
         self.assertIsNotNone(self.seen, "desktop-check wrote nothing; log:\n" + self.desk.log_tail(40))
@@ -181,6 +203,23 @@ class DesktopRun:
         self.assertFalse(xpra["has_ssl_cert_env"], "xpra runs with SSL_CERT_FILE")
         self.assertIn("--ssl=off", xpra["argv"])
         self.assertFalse([a for a in xpra["argv"] if a.startswith(("--ssl-", "--bind-ssl"))], xpra["argv"])
+
+    def test_no_socket_of_the_hosts_network_namespace(self):
+        # Issue 12: the desktop's AF_UNIX listener (and what it accepted) is
+        # the only socket it holds from the host's namespace, and it cannot
+        # be turned into a client (shutdown + connect).
+        self.assertIsNotNone(self.sockets)
+        seen, findings = self.sockets
+        self.assertGreater(seen, 10, "the desktop's processes hold hardly any socket: was it looked at?")
+        self.assertEqual(findings, [])
+
+    def test_no_private_key_inside(self):
+        # Issue 12: TLS ends in the front door; no file the desktop's uid can
+        # read holds a private key (desktop-check greps everything outside
+        # /usr, /proc, /sys and /dev).
+        k = self.seen["private_keys"]
+        self.assertGreater(k["files"], 20, k)
+        self.assertEqual(k["found"], [])
 
     def test_xpra_can_resize_window_icons(self):
         # xpra 3.1.5 + Pillow >= 10: the rootfs's pukaipu_pil_compat.
