@@ -344,6 +344,68 @@ class Test2Refused(unittest.TestCase):
         self.assertEqual(kind, "http", status)
 
 
+class Test2bForeignPage(unittest.TestCase):
+    """A page on another origin, in a real browser that holds alice's
+    certificate and sends it on its own (AutoSelectCertificateForUrls): its
+    WebSocket to alice's desktop is refused by the front door (Origin rule,
+    403). The same script on alice's own page opens one: the Origin is the
+    only difference."""
+
+    OPEN_WS = """new Promise(done => {
+        const ws = new WebSocket("wss://%s:%d/", ["binary"]);
+        ws.binaryType = "arraybuffer";
+        ws.onopen = () => { done("open"); ws.close(); };
+        ws.onerror = () => done("error");
+        ws.onclose = ev => done("closed " + ev.code);
+        setTimeout(() => done("timeout"), 15000);
+    })"""
+
+    def ws_from(self, c, page):
+        c.call("Page.navigate", {"url": page})
+        self.assertTrue(h.wait_for(lambda: c.evaluate("document.readyState") == "complete", 20), page)
+        r = c.call("Runtime.evaluate", {"expression": self.OPEN_WS % (ALICE["name"], FRONT.port),
+                                        "awaitPromise": True, "returnByValue": True}, timeout=30)
+        return r.get("result", {}).get("value"), c.evaluate("location.origin")
+
+    def test_websocket_from_another_origin_in_chromium(self):
+        import http.server
+        import threading
+
+        class Page(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                body = b"<!doctype html><title>elsewhere</title><p>another site"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        origin = f"https://{ALICE['name']}:{FRONT.port}"
+        c = e.Chromium("foreign-origin", origin, ALICE["p12"], ALICE["passphrase"], HOST.host_ca,
+                       names=[ALICE["name"], "elsewhere.localhost"])
+        try:
+            c.open("about:blank")
+            # First the user's own desktop (the browser has chosen the
+            # client certificate for alice's name), then the other site.
+            own, where_own = self.ws_from(c, origin + "/")
+            self.assertEqual(where_own, origin)
+            foreign, where = self.ws_from(c, f"http://elsewhere.localhost:{srv.server_address[1]}/")
+            self.assertEqual(where, f"http://elsewhere.localhost:{srv.server_address[1]}")
+        finally:
+            c.close()
+            srv.shutdown()
+            srv.server_close()
+        self.assertEqual(own, "open", "control: alice's own page could not open its WebSocket; log:\n"
+                         + c.log_tail())
+        self.assertNotEqual(foreign, "open", "a page on another origin drove alice's desktop")
+        self.assertIn(foreign, ("error", "closed 1006"))
+
+
 class Test3Persistence(unittest.TestCase):
     """The browser's profile lands in /home/alice on the host, owned by alice,
     and survives a restart: the next browser reuses it."""
