@@ -6,21 +6,28 @@
 //
 //   host netns                                   container netns
 //   pk-N  10.233.x.2n/31  <──── veth ────>  eth0 10.233.x.2n+1/31, default via pk-N
-//   table inet pukaipu (ONE, generic)             table inet pukaipu (per container)
-//     input:   iifname "pk-*" drop                  output: lo ok; IPv6, link-local,
-//     forward: pk→pk drop, nothing new in,                  multicast, the pool → reject;
-//              IPv6 drop, anti-spoof,                        DNS to the nameservers ok;
-//              link-local/loopback/multicast drop            allowlist ok; private → reject
-//     postrouting: pool → masquerade                input:  only replies
+//   table inet pukaipu (ONE)                       table inet pukaipu (per container)
+//     prerouting (raw, before any DNAT):             output: lo ok; IPv6, link-local,
+//              "pk-*" to a host address drop                 multicast, the pool → reject;
+//     input:   iifname "pk-*" drop                           DNS to the nameservers ok;
+//     forward: pk→pk drop, nothing new in,                   allowlist ok; private → reject
+//              IPv6 drop, anti-spoof,                input:  only replies
+//              link-local/loopback/multicast drop,
+//              private → the link's chain (DNS, allowlist) → drop,
+//              other interfaces: as before ip_forward (forwarding_before)
+//     postrouting: pool → masquerade
+//     link-IFINDEX: one chain per running container's link
 //
-// Nothing on the host is per container: the host table's rules are keyed on
-// the interface prefix "pk-", and the veth pair dies with the container's
-// namespace. So SIGKILL of pukaipu-run leaves nothing behind; the host table
-// stays (it is static, rewritten atomically by each start). The policy that
-// can differ between containers (allowlist, nameservers) lives in the
-// container's own namespace, where no process of the container holds
-// CAP_NET_ADMIN (all capabilities are dropped, host root is not mapped, and
-// a nested user namespace gets no power over a netns it did not create).
+// On the host, the generic rules are keyed on the interface prefix "pk-";
+// per container there is only the chain link-IFINDEX of its host end (the
+// container's exceptions again, checked after any DNAT), deleted at exit and,
+// after a SIGKILL, by the next start (it is inert meanwhile: no link has that
+// ifindex). The veth pair dies with the container's namespace. The table and
+// ip_forward stay until removeHostNetwork (docs/network.md). The policy also
+// lives in the container's own namespace, where no process of the container
+// holds CAP_NET_ADMIN (all capabilities are dropped, host root is not
+// mapped, and a nested user namespace gets no power over a netns it did not
+// create).
 //
 // IPv6 is blocked, not routed: IPv6 is off on both veth ends (disable_ipv6:
 // no address, not even fe80::, no route, incoming IPv6 dropped by the kernel)

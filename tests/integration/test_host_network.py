@@ -10,11 +10,17 @@ sets ip_forward to 0 there without touching this machine's:
   [pkh-vpn]  10.77.0.2 HTTP (a VPN peer),            ── pkhv 10.77.0.1/24  ────┤ [pkh-host]
              10.77.0.53 DNS :53 (the resolver) + HTTP                          │   nat: local :8080 → 192.0.2.2:8080
   [pkh-svc]  192.0.2.2:8080 HTTP (a DNAT'd service)  ── pkhs 192.0.2.1/24 ─────┘        local :8081 → 192.168.77.2:80
+                                                                                    198.51.100.80:80 → 192.168.77.2:80 (a ClusterIP)
 
 The host forwards for the LAN, the VPN and the service (their interfaces'
 forwarding is 1) and not for the internet side (pkhw's is 0; ip_forward 0).
+Every "blocked" is a real connection: without the prerouting rule dnat_wan is
+reached, without the forward chain's private drop dnat_clusterip is, and
+without the forwarding_before rules the internet side reaches the LAN
+(checked by reverting each rule once).
 """
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -25,7 +31,7 @@ from sysroot import Sysroot
 import test_instances as ti
 import test_network as tn
 
-HOST, WAN, LAN, VPN, SVC = "pkh-host", "pkh-wan", "pkh-lan", "pkh-vpn", "pkh-svc"
+HOST, WAN, LAN, VPN, SVC, FAKE = "pkh-host", "pkh-wan", "pkh-lan", "pkh-vpn", "pkh-svc", "pkh-fake"
 TOOL = os.environ.get("PUKAIPU_TOOL", "")
 UPSTREAM, LANHOST, VPNPEER, RESOLVER, SERVICE = "198.51.100.10", "192.168.77.2", "10.77.0.2", "10.77.0.53", "192.0.2.2"
 HOSTWAN = "203.0.113.1"
@@ -82,7 +88,7 @@ class Topology(tn.Topology):
                 p.kill()
             p.communicate()
         self.procs = []
-        for ns in (HOST, WAN, LAN, VPN, SVC):
+        for ns in (HOST, WAN, LAN, VPN, SVC, FAKE):
             sh("ip", "netns", "del", ns, check=False)
 
     def serve_in(self, ns, mode, addr, port, tag):
@@ -151,8 +157,8 @@ class HostNetwork(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         tn.ROOTFS = tn.net_rootfs()
-        cls.s = ti.instance_sysroot("host-network", 3400, 24900, ["/bin/sh", "-c", CHECK + "exec sleep 120"],
-                                    ["/bin/sh"], sysroot=InHost, rootfs=tn.ROOTFS,
+        cls.s = ti.instance_sysroot("host-network", 3600, 25300, ["/bin/sh", "-c", CHECK + "exec sleep 120"],
+                                    ["/bin/sh", "-c", "echo shell-up"], sysroot=InHost, rootfs=tn.ROOTFS,
                                     network={"mode": "egress", "dns": [RESOLVER]})
         try:
             TOPO.build()
@@ -176,7 +182,6 @@ class HostNetwork(unittest.TestCase):
     def fake_container_without_its_own_table(self):
         """The host's rules alone, as if a container's own table were gone:
         a netns on a link pk-900 with a pool address and no nftables."""
-        FAKE = "pkh-fake"
         try:
             sh("ip", "netns", "add", FAKE)
             sh("ip", "link", "add", "pk-900", "type", "veth", "peer", "name", "eth0", "netns", FAKE, ns=HOST)
@@ -241,6 +246,10 @@ class HostNetwork(unittest.TestCase):
         table = sh("nft", "list", "table", "inet", "pukaipu", ns=HOST)
         self.assertNotIn("jump link-", table)
         self.forwarding_as_before("instance stopped")
+        # A second start finds ip_forward on and keeps the first record.
+        r = self.s.run([h.RUN, "hn", "--shell"], timeout=60, stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(sh("nft", "list", "table", "inet", "pukaipu", ns=HOST), table)
 
         r = self.s.run([TOOL, "remove", "hn"])
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -252,4 +261,8 @@ class HostNetwork(unittest.TestCase):
 
 if __name__ == "__main__":
     h.skip_unless_possible()
+    for tool in ("ip", "nft"):
+        if not shutil.which(tool):
+            print(f"SKIP: '{tool}' is not installed (run .ci/install-deps)")
+            sys.exit(77)
     h.main()
