@@ -138,7 +138,7 @@ Result<UniqueFd> lockHostNetwork(const std::string& lockPath)
 	return lock;
 }
 
-Result<void> setUpHostTable(Ipv4Net pool, const std::vector<uint32_t>& live)
+Result<void> setUpHostTable(Ipv4Net pool, const std::vector<uint32_t>& live, const std::string& more)
 {
 	TRY(listed, listNftTable(kTableName));
 	HostTable t;
@@ -160,7 +160,7 @@ Result<void> setUpHostTable(Ipv4Net pool, const std::vector<uint32_t>& live)
 	// Order: the table (with the rule that keeps the host's own forwarding
 	// policy between its other interfaces) before ip_forward = 1, so the
 	// host never routes for them, not even for a moment.
-	TRYV(applyNft(hostRules(pool, t.before, stale), "host table"));
+	TRYV(applyNft(hostRules(pool, t.before, stale) + more, "host table"));
 	return writeSysctl(kIpForward, "1");
 }
 

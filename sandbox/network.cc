@@ -331,18 +331,19 @@ Result<int> networkFromParent(pid_t child, const NetworkOptions& net)
 	TRY(sk, routeSocket());
 	TRY(used, usedSlots(sk->get(), net.pool));
 
-	// 2. The host table (generic rules, the record of the host's forwarding,
-	//    the chains of the links that exist), then ip_forward (host_network.cc).
-	TRYV(setUpHostTable(net.pool, used->ifindexes));
-
-	// 3. A slot and the veth pair; then this link's exceptions on the host
-	//    while the link is still down (until they are in, the host drops
-	//    every private destination from it); then the host end gets its
-	//    address (which the next start's pool check sees) and goes up.
+	// 2. A slot and the veth pair (the host end stays down, with no
+	//    address: nothing crosses it yet).
 	TRY(slot, createVeth(sk->get(), net.pool, childNs.get(), std::move(used->slots)));
 	const SlotAddresses addrs = slotAddresses(net.pool, *slot);
 	TRY(ifindex, ifindexOf(sk->get(), slotIfname(*slot)));
-	TRYV(applyNft(linkRules((uint32_t)*ifindex, net), "link exceptions"));
+
+	// 3. One transaction: the host table (generic rules, the record of the
+	//    host's forwarding, the chains of the links that exist) and this
+	//    link's exceptions; then ip_forward (host_network.cc). Then the host
+	//    end gets its address (which the next start's pool check sees) and
+	//    goes up.
+	used->ifindexes.push_back((uint32_t)*ifindex);
+	TRYV(setUpHostTable(net.pool, used->ifindexes, linkRules((uint32_t)*ifindex, net)));
 	if (auto r = configureLink(sk->get(), slotIfname(*slot), addrs.host); !r)
 		return failWith(r.error());
 	lock->reset();

@@ -198,9 +198,10 @@ void releaseLink(const NetworkOptions& net, int ifindex) noexcept;
 [[nodiscard]] Result<UniqueFd> lockHostNetwork(const std::string& lockPath);
 
 // Under that lock: the host table (hostRules, with the forwarding record
-// taken now when ip_forward is 0 and none is kept), then ip_forward = 1.
-// `live` are the ifindexes of the pk-* links that exist.
-[[nodiscard]] Result<void> setUpHostTable(Ipv4Net pool, const std::vector<uint32_t>& live);
+// taken now when ip_forward is 0 and none is kept) plus the script `more`
+// in the same transaction, then ip_forward = 1. `live` are the ifindexes of
+// the pk-* links that exist.
+[[nodiscard]] Result<void> setUpHostTable(Ipv4Net pool, const std::vector<uint32_t>& live, const std::string& more);
 
 // What removeHostNetwork did, for the caller to print.
 struct HostNetworkRemoval {

@@ -91,26 +91,15 @@ Result<std::optional<nlohmann::json>> listNftTable(const std::string& name)
 	const NftApi& n = **api;
 	TRY(ctx, context(n));
 	n.setFlags(ctx->get(), NFT_CTX_OUTPUT_JSON);
-	// Which tables exist first: "no such table" is not an error here.
-	TRYV(run(n, ctx->get(), "list tables inet", "list tables"));
-	bool found = false;
-	try {
-		auto all = nlohmann::json::parse(n.outputBuffer(ctx->get()));
-		for (const auto& o : all.at("nftables"))
-			if (o.contains("table") && o["table"].at("name") == name)
-				found = true;
-	} catch (const nlohmann::json::exception& e) {
-		return fail("network: nftables listed its tables as JSON pukaipu cannot read: %s", e.what());
+	// One command (each one reads the kernel's ruleset): no such table is
+	// nftables' ENOENT message, not an error here.
+	if (auto r = run(n, ctx->get(), "list table inet " + name, "list table"); !r) {
+		if (std::string(r.error().what).find("No such file or directory") != std::string::npos)
+			return std::nullopt;
+		return failWith(r.error());
 	}
-	if (!found)
-		return std::nullopt;
-	Ctx again(n.ctxNew(NFT_CTX_DEFAULT), n.ctxFree); // a fresh output buffer
-	if (!again)
-		return failErrno(ENOMEM, "network: nftables context");
-	n.setFlags(again.get(), NFT_CTX_OUTPUT_JSON);
-	TRYV(run(n, again.get(), "list table inet " + name, "list table"));
 	try {
-		return nlohmann::json::parse(n.outputBuffer(again.get()));
+		return nlohmann::json::parse(n.outputBuffer(ctx->get()));
 	} catch (const nlohmann::json::exception& e) {
 		return fail("network: nftables listed table %s as JSON pukaipu cannot read: %s", name.c_str(), e.what());
 	}
