@@ -384,9 +384,10 @@ std::string hostRules(Ipv4Net pool, const std::optional<ForwardingRecord>& befor
 		// The host's own forwarding between its other interfaces, as it was
 		// before pukaipu turned net.ipv4.ip_forward on (which turns on
 		// forwarding for every interface).
-		s += "\t\tiifname != \"pk-*\" oifname != \"pk-*\" iifname vmap @forwarding_before\n";
+		// IPv4 only: ip_forward is IPv4's; IPv6 forwarding is untouched.
+		s += "\t\tiifname != \"pk-*\" oifname != \"pk-*\" meta nfproto ipv4 iifname vmap @forwarding_before\n";
 		if (!before->defaultOn)
-			s += "\t\tiifname != \"pk-*\" oifname != \"pk-*\" drop "
+			s += "\t\tiifname != \"pk-*\" oifname != \"pk-*\" meta nfproto ipv4 drop "
 			     "comment \"the host did not forward before pukaipu turned ip_forward on\"\n";
 	}
 	s += "\t}\n"

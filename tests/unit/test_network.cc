@@ -202,14 +202,14 @@ TEST_CASE("rule text: generic host table, per-container policy")
 	std::string r = hostRules(net("10.233.0.0/16"), rec, { 7, 12 });
 	CHECK(has(r, "elements = { \"eth0\" : drop, \"wg0\" : accept }"));
 	CHECK(has(r, "comment \"net.ipv4.ip_forward was 0, conf.default.forwarding was 0\""));
-	CHECK(at(r, "oifname != \"pk-*\" iifname vmap @forwarding_before") <
-	      at(r, "iifname != \"pk-*\" oifname != \"pk-*\" drop"));
+	CHECK(at(r, "oifname != \"pk-*\" meta nfproto ipv4 iifname vmap @forwarding_before") <
+	      at(r, "iifname != \"pk-*\" oifname != \"pk-*\" meta nfproto ipv4 drop"));
 	CHECK(has(r, "delete element inet pukaipu links { 7 }\ndelete chain inet pukaipu link-7\n"));
 	CHECK(has(r, "delete chain inet pukaipu link-12\n"));
 	rec.defaultOn = true; // new interfaces forwarded: only the recorded "drop" ones stop
 	std::string r1 = hostRules(net("10.233.0.0/16"), rec, {});
 	CHECK(has(r1, "iifname vmap @forwarding_before"));
-	CHECK_FALSE(has(r1, "iifname != \"pk-*\" oifname != \"pk-*\" drop"));
+	CHECK_FALSE(has(r1, "iifname != \"pk-*\" oifname != \"pk-*\" meta nfproto ipv4 drop"));
 	CHECK(defaultFromComment(forwardingComment(rec)) == std::optional<bool>(true));
 	rec.defaultOn = false;
 	CHECK(defaultFromComment(forwardingComment(rec)) == std::optional<bool>(false));
