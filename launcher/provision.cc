@@ -1,5 +1,7 @@
 #include "provision.h"
 
+#include "sandbox/network.h"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -397,7 +399,7 @@ Result<void> removeTree(int parentFd, const char* name, int depth = 0)
 }
 } // namespace
 
-Result<std::vector<std::string>> removeInstance(const Paths& p, const std::string& user, bool purgeHome)
+Result<RemoveResult> removeInstance(const Paths& p, const std::string& user, bool purgeHome)
 {
 	TRY(lock, lockState(p));
 	TRY(inst, loadInstanceConfig(p, user));
@@ -430,7 +432,21 @@ Result<std::vector<std::string>> removeInstance(const Paths& p, const std::strin
 		return failErrno(errno, "remove '%s'", file.c_str());
 	TRYV(removeTree(instances.get(), user.c_str()));
 	TRYV(units::removeDropIns(p, user));
-	std::vector<std::string> warnings;
+	RemoveResult out;
+	std::vector<std::string>& warnings = out.warnings;
+	// The last instance: egress's host table and ip_forward go (still under
+	// the state lock, so no create slips in; a start of pukaipu-run --bundle
+	// meanwhile keeps them, see removeHostNetwork). A failure is a warning:
+	// the instance is gone already.
+	if (auto left = listInstances(p); left && left->empty()) {
+		if (auto net = removeHostNetwork(NetworkOptions {}.lockPath); !net)
+			warnings.push_back(net.error().message() + " (egress's host table stays)");
+		else if (net->removed)
+			out.hostNetwork = "removed the host table inet pukaipu (the last instance is gone)" +
+					  (net->note.empty() ? std::string() : "; " + net->note);
+		else
+			out.hostNetwork = net->note;
+	}
 	// The run dir last, and only a warning: it is a tmpfs (gone at the next
 	// boot), and the user's attach directory in it is the user's to fill.
 	UniqueFd run(open(p.runDir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
@@ -441,7 +457,7 @@ Result<std::vector<std::string>> removeInstance(const Paths& p, const std::strin
 	reloadSystemd(p, warnings);
 	if (purgeHome)
 		TRYV(deleteUser(user));
-	return warnings;
+	return out;
 }
 
 Result<SetResult> setInstance(const Paths& p, const std::string& user, const SetRequest& r)

@@ -51,8 +51,14 @@ struct RenewResult {
 // Removes the instance's state; the Unix user and home stay unless purgeHome
 // (then the home goes; the user account is removed if pukaipu created it).
 // Refused while systemd runs pukaipu@USER.socket/.service or has them
-// enabled (their drop-ins go with the instance). Returns warnings.
-[[nodiscard]] Result<std::vector<std::string>> removeInstance(const Paths& p, const std::string& user, bool purgeHome);
+// enabled (their drop-ins go with the instance). The last instance takes
+// egress's changes to the host with it (removeHostNetwork in sandbox/network.h:
+// the host table inet pukaipu, net.ipv4.ip_forward), not an idle stop.
+struct RemoveResult {
+	std::vector<std::string> warnings;
+	std::string hostNetwork; // what happened to egress's host changes, or empty
+};
+[[nodiscard]] Result<RemoveResult> removeInstance(const Paths& p, const std::string& user, bool purgeHome);
 
 // `pukaipu set`: changes limits and the idle timeout of an existing
 // instance, then rewrites its systemd drop-ins (always, even with nothing to

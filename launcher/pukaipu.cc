@@ -333,9 +333,11 @@ int main(int argc, char** argv)
 		auto r = removeInstance(paths, user, purge);
 		if (!r)
 			return report(r.error());
-		warnAll(*r);
+		warnAll(r->warnings);
 		refreshFront(paths, *global);
 		std::printf("removed instance '%s'%s\n", user.c_str(), purge ? " and its home" : " (home kept)");
+		if (!r->hostNetwork.empty())
+			std::printf("%s\n", r->hostNetwork.c_str());
 		return 0;
 	}
 	if (set->parsed()) {

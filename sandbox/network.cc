@@ -24,10 +24,9 @@
 #include <netlink/route/link.h>
 #include <netlink/route/link/veth.h>
 #include <netlink/route/route.h>
-#include <dlfcn.h>
-#include <nftables/libnftables.h>
 
 #include "mounts.h"
+#include "nft.h"
 #include "base/file_io.h"
 #include "base/handle.h"
 #include "base/sysutil.h"
@@ -75,20 +74,6 @@ Result<int> ifindexOf(nl_sock* sk, const std::string& name)
 	TRYV(nlCheck(rtnl_link_get_kernel(sk, 0, name.c_str(), &raw), "find link", name));
 	NlLink l(raw);
 	return rtnl_link_get_ifindex(l.get());
-}
-
-Result<void> writeSysctl(const char* path, const char* value)
-{
-	int fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0)
-		return failErrno(errno, "network: open '%s'", path);
-	UniqueFd f(fd);
-	char cur[8] {};
-	if (read(fd, cur, sizeof(cur) - 1) > 0 && cur[0] == value[0])
-		return {};
-	if (pwrite(fd, value, strlen(value), 0) < 0)
-		return failErrno(errno, "network: write '%s'", path);
-	return {};
 }
 
 // IPv6 off on this link (no fe80::, no ff00::/8 route, incoming IPv6
@@ -147,68 +132,16 @@ Result<void> addDefaultRoute(nl_sock* sk, int ifindex, uint32_t gateway)
 		       formatIpv4(gateway));
 }
 
-// libnftables (and its libmnl, libnftnl, libxtables, libjansson, libgmp) is
-// loaded only when a container gets egress: linked into pukaipu-run, its
-// relocation would cost every start, most of which never touch nftables
-// (bench/startup). Loaded once; the handle is never closed.
-struct NftApi {
-	decltype(&nft_ctx_new) ctxNew;
-	decltype(&nft_ctx_free) ctxFree;
-	decltype(&nft_ctx_buffer_output) bufferOutput;
-	decltype(&nft_ctx_buffer_error) bufferError;
-	decltype(&nft_run_cmd_from_buffer) runCmd;
-	decltype(&nft_ctx_get_error_buffer) errorBuffer;
-};
-
-Result<const NftApi*> nftApi()
-{
-	static NftApi api;
-	static bool loaded = false;
-	if (loaded)
-		return &api;
-	void* h = dlopen("libnftables.so.1", RTLD_NOW | RTLD_LOCAL);
-	if (!h)
-		return fail("network: cannot load libnftables.so.1 (install the libnftables1 package): %s", dlerror());
-	auto sym = [h](const char* name) { return dlsym(h, name); };
-	api.ctxNew = reinterpret_cast<decltype(api.ctxNew)>(sym("nft_ctx_new"));
-	api.ctxFree = reinterpret_cast<decltype(api.ctxFree)>(sym("nft_ctx_free"));
-	api.bufferOutput = reinterpret_cast<decltype(api.bufferOutput)>(sym("nft_ctx_buffer_output"));
-	api.bufferError = reinterpret_cast<decltype(api.bufferError)>(sym("nft_ctx_buffer_error"));
-	api.runCmd = reinterpret_cast<decltype(api.runCmd)>(sym("nft_run_cmd_from_buffer"));
-	api.errorBuffer = reinterpret_cast<decltype(api.errorBuffer)>(sym("nft_ctx_get_error_buffer"));
-	if (!api.ctxNew || !api.ctxFree || !api.bufferOutput || !api.bufferError || !api.runCmd || !api.errorBuffer)
-		return fail("network: libnftables.so.1 lacks a function pukaipu needs");
-	loaded = true;
-	return &api;
-}
-
-// Runs one nftables script as one transaction in the current netns.
-Result<void> applyNft(const std::string& script, const char* where)
-{
-	TRY(api, nftApi());
-	const NftApi& n = **api;
-	std::unique_ptr<nft_ctx, decltype(n.ctxFree)> ctx(n.ctxNew(NFT_CTX_DEFAULT), n.ctxFree);
-	if (!ctx)
-		return failErrno(ENOMEM, "network: nftables context");
-	n.bufferOutput(ctx.get());
-	n.bufferError(ctx.get());
-	if (n.runCmd(ctx.get(), script.c_str()) != 0) {
-		std::string err = n.errorBuffer(ctx.get());
-		while (!err.empty() && (err.back() == '\n' || err.back() == ' '))
-			err.pop_back();
-		for (auto& c : err)
-			if (c == '\n')
-				c = ' ';
-		return fail("network: nftables %s: %s", where, err.c_str());
-	}
-	return {};
-}
-
 // Slots in use by the host ends "pk-N" that exist right now. The pool is
 // host-wide (the host table names it): an end with an address outside
 // `pool` means containers of another pool are running, and rewriting the
 // table for ours would cut them off, so that is refused.
-Result<std::vector<uint32_t>> usedSlots(nl_sock* sk, Ipv4Net pool)
+struct UsedSlots {
+	std::vector<uint32_t> slots;
+	std::vector<uint32_t> ifindexes; // of their host ends
+};
+
+Result<UsedSlots> usedSlots(nl_sock* sk, Ipv4Net pool)
 {
 	nl_cache* raw = nullptr;
 	if (int e = rtnl_link_alloc_cache(sk, AF_UNSPEC, &raw); e < 0)
@@ -223,8 +156,9 @@ Result<std::vector<uint32_t>> usedSlots(nl_sock* sk, Ipv4Net pool)
 			ends.push_back(rtnl_link_get_ifindex((rtnl_link*)o));
 		}
 	}
+	UsedSlots out { used, std::vector<uint32_t>(ends.begin(), ends.end()) };
 	if (ends.empty())
-		return used;
+		return out;
 	raw = nullptr;
 	if (int e = rtnl_addr_alloc_cache(sk, &raw); e < 0)
 		return fail("network: list addresses: %s", nl_geterror(e));
@@ -242,7 +176,7 @@ Result<std::vector<uint32_t>> usedSlots(nl_sock* sk, Ipv4Net pool)
 				    "so every container must use the same --network-pool",
 				    formatIpv4(ntohl(be)).c_str(), formatIpv4Net(pool).c_str());
 	}
-	return used;
+	return out;
 }
 
 // Creates the pair: host end "pk-N" here, "eth0" directly in the child's
@@ -377,10 +311,10 @@ bool forwardingWillBeEnabled(const NetworkOptions& net)
 	return !v || v->empty() || (*v)[0] != '1';
 }
 
-Result<void> networkFromParent(pid_t child, const NetworkOptions& net)
+Result<int> networkFromParent(pid_t child, const NetworkOptions& net)
 {
 	if (net.mode != NetworkMode::Egress)
-		return {};
+		return 0;
 	char path[64];
 	std::snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)child);
 	UniqueFd childNs(open(path, O_RDONLY | O_CLOEXEC));
@@ -393,37 +327,30 @@ Result<void> networkFromParent(pid_t child, const NetworkOptions& net)
 	// 1. Under a lock, so concurrent starts neither rewrite the host table
 	//    under each other's pool check nor keep colliding on slots (EEXIST
 	//    would still be handled without it).
-	auto dir = net.lockPath.substr(0, net.lockPath.rfind('/'));
-	if (!dir.empty()) {
-		if (auto made = makeDirs(dir, 0755); !made)
-			return failErrno(made.error().errno_, "network: %s", made.error().what);
-	}
-	UniqueFd lock(open(net.lockPath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
-	if (!lock)
-		return failErrno(errno, "network: open '%s'", net.lockPath.c_str());
-	if (flock(lock.get(), LOCK_EX) < 0)
-		return failErrno(errno, "network: lock '%s'", net.lockPath.c_str());
+	TRY(lock, lockHostNetwork(net.lockPath));
 	TRY(sk, routeSocket());
 	TRY(used, usedSlots(sk->get(), net.pool));
 
-	// 2. The host table: generic, the same for every container.
-	if (auto r = applyNft(hostRules(net.pool), "host table"); !r)
-		return r;
-	// 3. Routing between the veth and the uplink (host-wide, left on).
-	if (auto r = writeSysctl("/proc/sys/net/ipv4/ip_forward", "1"); !r)
-		return r;
-
-	// 4. A slot and the veth pair; the host end gets its address (which the
-	//    next start's pool check sees) and goes up.
-	TRY(slot, createVeth(sk->get(), net.pool, childNs.get(), std::move(*used)));
+	// 2. A slot and the veth pair (the host end stays down, with no
+	//    address: nothing crosses it yet).
+	TRY(slot, createVeth(sk->get(), net.pool, childNs.get(), std::move(used->slots)));
 	const SlotAddresses addrs = slotAddresses(net.pool, *slot);
-	if (auto r = configureLink(sk->get(), slotIfname(*slot), addrs.host); !r)
-		return r;
-	lock.reset();
+	TRY(ifindex, ifindexOf(sk->get(), slotIfname(*slot)));
 
-	// 5. Inside: the container's own table first, so eth0 never carries a
+	// 3. One transaction: the host table (generic rules, the record of the
+	//    host's forwarding, the chains of the links that exist) and this
+	//    link's exceptions; then ip_forward (host_network.cc). Then the host
+	//    end gets its address (which the next start's pool check sees) and
+	//    goes up.
+	used->ifindexes.push_back((uint32_t)*ifindex);
+	TRYV(setUpHostTable(net.pool, used->ifindexes, linkRules((uint32_t)*ifindex, net)));
+	if (auto r = configureLink(sk->get(), slotIfname(*slot), addrs.host); !r)
+		return failWith(r.error());
+	lock->reset();
+
+	// 4. Inside: the container's own table first, so eth0 never carries a
 	//    packet unfiltered; then address, link up, default route.
-	return inNetns(childNs.get(), hostNs.get(), [&]() -> Result<void> {
+	TRYV(inNetns(childNs.get(), hostNs.get(), [&]() -> Result<void> {
 		if (auto r = applyNft(containerRules(net), "container table"); !r)
 			return r;
 		TRY(in, routeSocket());
@@ -431,7 +358,20 @@ Result<void> networkFromParent(pid_t child, const NetworkOptions& net)
 			return r;
 		TRY(idx, ifindexOf(in->get(), kContainerIf));
 		return addDefaultRoute(in->get(), *idx, addrs.host);
-	});
+	}));
+	return *ifindex;
+}
+
+void releaseLink(const NetworkOptions& net, int ifindex) noexcept
+{
+	if (net.mode != NetworkMode::Egress || ifindex <= 0)
+		return;
+	// The ifindex is this container's alone (the kernel does not hand it out
+	// again soon), so no other container's chain can be deleted here. Best
+	// effort: with the table gone the script fails, and that is fine.
+	auto lock = lockHostNetwork(net.lockPath);
+	if (lock)
+		(void)applyNft(dropLinkRules((uint32_t)ifindex), "release link");
 }
 
 } // namespace pukaipu

@@ -6,21 +6,28 @@
 //
 //   host netns                                   container netns
 //   pk-N  10.233.x.2n/31  <──── veth ────>  eth0 10.233.x.2n+1/31, default via pk-N
-//   table inet pukaipu (ONE, generic)             table inet pukaipu (per container)
-//     input:   iifname "pk-*" drop                  output: lo ok; IPv6, link-local,
-//     forward: pk→pk drop, nothing new in,                  multicast, the pool → reject;
-//              IPv6 drop, anti-spoof,                        DNS to the nameservers ok;
-//              link-local/loopback/multicast drop            allowlist ok; private → reject
-//     postrouting: pool → masquerade                input:  only replies
+//   table inet pukaipu (ONE)                       table inet pukaipu (per container)
+//     prerouting (raw, before any DNAT):             output: lo ok; IPv6, link-local,
+//              "pk-*" to a host address drop                 multicast, the pool → reject;
+//     input:   iifname "pk-*" drop                           DNS to the nameservers ok;
+//     forward: pk→pk drop, nothing new in,                   allowlist ok; private → reject
+//              IPv6 drop, anti-spoof,                input:  only replies
+//              link-local/loopback/multicast drop,
+//              private → the link's chain (DNS, allowlist) → drop,
+//              other interfaces: as before ip_forward (forwarding_before)
+//     postrouting: pool → masquerade
+//     link-IFINDEX: one chain per running container's link
 //
-// Nothing on the host is per container: the host table's rules are keyed on
-// the interface prefix "pk-", and the veth pair dies with the container's
-// namespace. So SIGKILL of pukaipu-run leaves nothing behind; the host table
-// stays (it is static, rewritten atomically by each start). The policy that
-// can differ between containers (allowlist, nameservers) lives in the
-// container's own namespace, where no process of the container holds
-// CAP_NET_ADMIN (all capabilities are dropped, host root is not mapped, and
-// a nested user namespace gets no power over a netns it did not create).
+// On the host, the generic rules are keyed on the interface prefix "pk-";
+// per container there is only the chain link-IFINDEX of its host end (the
+// container's exceptions again, checked after any DNAT), deleted at exit and,
+// after a SIGKILL, by the next start (it is inert meanwhile: no link has that
+// ifindex). The veth pair dies with the container's namespace. The table and
+// ip_forward stay until removeHostNetwork (docs/network.md). The policy also
+// lives in the container's own namespace, where no process of the container
+// holds CAP_NET_ADMIN (all capabilities are dropped, host root is not
+// mapped, and a nested user namespace gets no power over a netns it did not
+// create).
 //
 // IPv6 is blocked, not routed: IPv6 is off on both veth ends (disable_ipv6:
 // no address, not even fe80::, no route, incoming IPv6 dropped by the kernel)
@@ -43,6 +50,7 @@
 #include <vector>
 
 #include "base/error.h"
+#include "base/unique_fd.h"
 #include "spec.h"
 
 namespace pukaipu {
@@ -120,8 +128,36 @@ struct SlotAddresses {
 
 [[nodiscard]] std::string formatResolvConf(const std::vector<uint32_t>& nameservers);
 
-// nftables scripts, each one atomic transaction that replaces the table.
-[[nodiscard]] std::string hostRules(Ipv4Net pool);
+// How the host forwarded before pukaipu first turned net.ipv4.ip_forward on
+// (writing 1 there turns on forwarding for every interface and the default).
+// Recorded only when ip_forward was 0, kept in the host table (map
+// forwarding_before: "IF" : accept when net.ipv4.conf.IF.forwarding was 1,
+// drop when 0; its comment holds conf.default.forwarding), and written back
+// by removeHostNetwork.
+struct ForwardingRecord {
+	bool defaultOn = false;                          // net.ipv4.conf.default.forwarding
+	std::vector<std::pair<std::string, bool>> links; // net.ipv4.conf.IF.forwarding; not pk-*
+};
+
+// An interface name pukaipu will write into an nftables script unquoted
+// inside quotes: letters, digits, "_.-+", at most 15.
+[[nodiscard]] bool safeIfname(std::string_view name);
+[[nodiscard]] std::string forwardingComment(const ForwardingRecord& r);
+// conf.default.forwarding from forwardingComment's text; nullopt if it is not one.
+[[nodiscard]] std::optional<bool> defaultFromComment(std::string_view comment);
+[[nodiscard]] std::string linkChain(uint32_t ifindex); // "link-17"
+
+// nftables scripts, each one atomic transaction.
+// The host table: base chains and the forwarding record replaced, chains of
+// the gone links `stale` (by ifindex) deleted; the per-link chains of
+// running containers are kept.
+[[nodiscard]] std::string hostRules(Ipv4Net pool, const std::optional<ForwardingRecord>& before,
+				    const std::vector<uint32_t>& stale);
+// One link's exceptions on the host (its resolvers, its allowlist), keyed on
+// the host end's ifindex; and their removal.
+[[nodiscard]] std::string linkRules(uint32_t ifindex, const NetworkOptions& net);
+[[nodiscard]] std::string dropLinkRules(uint32_t ifindex);
+// The container's own table (replaced whole).
 [[nodiscard]] std::string containerRules(const NetworkOptions& net);
 
 // --- effectful parts --------------------------------------------------------
@@ -136,13 +172,47 @@ struct SlotAddresses {
 [[nodiscard]] Result<std::optional<std::string>> prepareNetwork(const Spec& spec, NetworkOptions& net,
 								std::vector<std::string>& warnings);
 
-// True when egress will turn on net.ipv4.ip_forward (host-wide; left on).
+// True when egress will turn on net.ipv4.ip_forward (host-wide; undone by
+// removeHostNetwork).
 [[nodiscard]] bool forwardingWillBeEnabled(const NetworkOptions& net);
 
 // Parent, after the id maps and before the child is released: host table,
-// ip_forward, veth pair into the child's netns, addresses, routes, the
-// container's own table. A failure needs no undo: the caller kills the
-// child, and its namespace takes the veth pair with it.
-[[nodiscard]] Result<void> networkFromParent(pid_t child, const NetworkOptions& net);
+// ip_forward, veth pair into the child's netns, the link's exceptions on
+// the host, addresses, routes, the container's own table. Returns the host
+// end's ifindex (0 without egress) for releaseLink. A failure needs no
+// undo: the caller kills the child, its namespace takes the veth pair with
+// it, and the next start deletes a link chain left behind.
+[[nodiscard]] Result<int> networkFromParent(pid_t child, const NetworkOptions& net);
+
+// After the container is gone: deletes its link's chain from the host
+// table. Best effort (the next start deletes it anyway).
+void releaseLink(const NetworkOptions& net, int ifindex) noexcept;
+
+// --- the host's side (host_network.cc) --------------------------------------
+
+// Writes `value` to a sysctl file (of the opener's netns) unless its first
+// character is already the same.
+[[nodiscard]] Result<void> writeSysctl(const char* path, const char* value);
+
+// The lock every change of the host table takes (NetworkOptions.lockPath).
+[[nodiscard]] Result<UniqueFd> lockHostNetwork(const std::string& lockPath);
+
+// Under that lock: the host table (hostRules, with the forwarding record
+// taken now when ip_forward is 0 and none is kept) plus the script `more`
+// in the same transaction, then ip_forward = 1. `live` are the ifindexes of
+// the pk-* links that exist.
+[[nodiscard]] Result<void> setUpHostTable(Ipv4Net pool, const std::vector<uint32_t>& live, const std::string& more);
+
+// What removeHostNetwork did, for the caller to print.
+struct HostNetworkRemoval {
+	bool removed = false;           // the table existed and was deleted
+	std::string note;               // one line: what was undone, or why not
+};
+
+// Undoes what egress changed on this host, when no pk-* link exists: deletes
+// the host table and, if pukaipu turned net.ipv4.ip_forward on and it is
+// still on, writes back the recorded forwarding. With pk-* links (a
+// container of pukaipu-run --bundle, say) it changes nothing and says so.
+[[nodiscard]] Result<HostNetworkRemoval> removeHostNetwork(const std::string& lockPath);
 
 } // namespace pukaipu

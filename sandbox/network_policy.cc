@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <arpa/inet.h>
+#include <cctype>
 #include <charconv>
 #include <cstdio>
 
@@ -288,38 +289,138 @@ std::string formatResolvConf(const std::vector<uint32_t>& nameservers)
 	return s;
 }
 
-std::string hostRules(Ipv4Net pool)
+bool safeIfname(std::string_view name)
 {
-	// One transaction: create-if-absent, delete, define. Running containers
-	// never see the table missing; the rules only name the "pk-" prefix and
-	// the pool, so no rule is ever per container.
+	if (name.empty() || name.size() > 15)
+		return false;
+	for (char c : name)
+		if (!std::isalnum((unsigned char)c) && c != '_' && c != '.' && c != '-' && c != '+')
+			return false;
+	return true;
+}
+
+std::string forwardingComment(const ForwardingRecord& r)
+{
+	return std::string("net.ipv4.ip_forward was 0, conf.default.forwarding was ") + (r.defaultOn ? "1" : "0");
+}
+
+std::optional<bool> defaultFromComment(std::string_view comment)
+{
+	std::string_view pre = "net.ipv4.ip_forward was 0, conf.default.forwarding was ";
+	if (comment.substr(0, pre.size()) != pre || comment.size() != pre.size() + 1)
+		return std::nullopt;
+	char c = comment.back();
+	if (c != '0' && c != '1')
+		return std::nullopt;
+	return c == '1';
+}
+
+std::string linkChain(uint32_t ifindex)
+{
+	return "link-" + std::to_string(ifindex);
+}
+
+std::string hostRules(Ipv4Net pool, const std::optional<ForwardingRecord>& before, const std::vector<uint32_t>& stale)
+{
+	// One transaction. The table is never deleted here (the per-link chains
+	// and the record of the host's forwarding live in it): its base chains
+	// and the record are replaced, per-link chains of links that are gone
+	// are deleted. Running containers never see a chain missing: nftables
+	// switches to the new ruleset at the end of the transaction.
+	const char* t = "inet pukaipu";
+	std::string s = std::string("add table ") + t + "\n";
+	for (const char* c : { "prerouting", "input", "forward", "postrouting" })
+		s += std::string("add chain ") + t + " " + c + "\ndelete chain " + t + " " + c + "\n";
+	s += std::string("add map ") + t + " forwarding_before { type ifname : verdict; }\n";
+	s += std::string("delete map ") + t + " forwarding_before\n";
+	s += std::string("add map ") + t + " links { type iface_index : verdict; }\n";
+	for (uint32_t idx : stale) {
+		std::string c = linkChain(idx), n = std::to_string(idx);
+		s += std::string("add chain ") + t + " " + c + "\n";
+		s += std::string("add element ") + t + " links { " + n + " : jump " + c + " }\n";
+		s += std::string("delete element ") + t + " links { " + n + " }\n";
+		s += std::string("delete chain ") + t + " " + c + "\n";
+	}
+
 	std::string never;
 	for (size_t i = 0; i < std::size(kNever); i++)
 		never += (i ? ", " : "") + formatIpv4Net(kNever[i]);
+	std::vector<Ipv4Net> priv(std::begin(kPrivate), std::end(kPrivate));
 	std::string p = formatIpv4Net(pool);
-	return "table inet pukaipu\n"
-	       "delete table inet pukaipu\n"
-	       "table inet pukaipu {\n"
-	       "\tcomment \"pukaipu-run: container egress; generic rules on interfaces pk-*\"\n"
-	       "\tchain input {\n"
-	       "\t\ttype filter hook input priority filter - 10; policy accept;\n"
-	       "\t\tiifname \"pk-*\" drop comment \"containers reach no host address or port\"\n"
-	       "\t}\n"
-	       "\tchain forward {\n"
-	       "\t\ttype filter hook forward priority filter - 10; policy accept;\n"
-	       "\t\tiifname \"pk-*\" oifname \"pk-*\" drop comment \"no container reaches another\"\n"
-	       "\t\toifname \"pk-*\" ct state established,related accept\n"
-	       "\t\toifname \"pk-*\" drop comment \"nothing new reaches a container\"\n"
-	       "\t\tiifname \"pk-*\" meta nfproto ipv6 drop comment \"containers have no IPv6\"\n"
-	       "\t\tiifname \"pk-*\" fib saddr . iif oif missing drop comment \"anti-spoofing\"\n"
-	       "\t\tiifname \"pk-*\" ip saddr != " + p + " drop comment \"anti-spoofing\"\n"
-	       "\t\tiifname \"pk-*\" ip daddr { " + never + " } drop\n"
-	       "\t}\n"
-	       "\tchain postrouting {\n"
-	       "\t\ttype nat hook postrouting priority srcnat - 10; policy accept;\n"
-	       "\t\toifname != \"pk-*\" ip saddr " + p + " masquerade\n"
-	       "\t}\n"
-	       "}\n";
+	s += "table inet pukaipu {\n";
+	if (before) {
+		s += "\tmap forwarding_before {\n"
+		     "\t\ttype ifname : verdict\n"
+		     "\t\tcomment \"" + forwardingComment(*before) + "\"\n";
+		std::string elems;
+		for (const auto& [name, on] : before->links)
+			elems += (elems.empty() ? "" : ", ") + ("\"" + name + "\" : ") + (on ? "accept" : "drop");
+		if (!elems.empty())
+			s += "\t\telements = { " + elems + " }\n";
+		s += "\t}\n";
+	}
+	s += "\tchain prerouting {\n"
+	     "\t\ttype filter hook prerouting priority raw - 10; policy accept;\n"
+	     "\t\tiifname \"pk-*\" fib daddr type { local, broadcast, multicast } drop "
+	     "comment \"before any DNAT: nothing addressed to the host, whatever a NAT rule would make of it\"\n"
+	     "\t}\n"
+	     "\tchain input {\n"
+	     "\t\ttype filter hook input priority filter - 10; policy accept;\n"
+	     "\t\tiifname \"pk-*\" drop comment \"containers reach no host address or port\"\n"
+	     "\t}\n"
+	     "\tchain forward {\n"
+	     "\t\ttype filter hook forward priority filter - 10; policy accept;\n"
+	     "\t\tiifname \"pk-*\" oifname \"pk-*\" drop comment \"no container reaches another\"\n"
+	     "\t\toifname \"pk-*\" ct state established,related accept\n"
+	     "\t\toifname \"pk-*\" drop comment \"nothing new reaches a container\"\n"
+	     "\t\tiifname \"pk-*\" meta nfproto ipv6 drop comment \"containers have no IPv6\"\n"
+	     "\t\tiifname \"pk-*\" fib saddr . iif oif missing drop comment \"anti-spoofing\"\n"
+	     "\t\tiifname \"pk-*\" ip saddr != " + p + " drop comment \"anti-spoofing\"\n"
+	     "\t\tiifname \"pk-*\" ip daddr { " + never + " } drop comment \"loopback, link-local, multicast: never\"\n"
+	     "\t\tiifname \"pk-*\" ip daddr " + setOf(priv) + " iif vmap @links "
+	     "comment \"this link's exceptions: its DNS resolvers, its allowlist\"\n"
+	     "\t\tiifname \"pk-*\" ip daddr " + setOf(priv) + " drop comment \"private ranges\"\n";
+	if (before) {
+		// The host's own forwarding between its other interfaces, as it was
+		// before pukaipu turned net.ipv4.ip_forward on (which turns on
+		// forwarding for every interface).
+		// IPv4 only: ip_forward is IPv4's; IPv6 forwarding is untouched.
+		s += "\t\tiifname != \"pk-*\" oifname != \"pk-*\" meta nfproto ipv4 iifname vmap @forwarding_before\n";
+		if (!before->defaultOn)
+			s += "\t\tiifname != \"pk-*\" oifname != \"pk-*\" meta nfproto ipv4 drop "
+			     "comment \"the host did not forward before pukaipu turned ip_forward on\"\n";
+	}
+	s += "\t}\n"
+	     "\tchain postrouting {\n"
+	     "\t\ttype nat hook postrouting priority srcnat - 10; policy accept;\n"
+	     "\t\toifname != \"pk-*\" ip saddr " + p + " masquerade\n"
+	     "\t}\n"
+	     "}\n";
+	return s;
+}
+
+std::string linkRules(uint32_t ifindex, const NetworkOptions& net)
+{
+	// The same exceptions as the container's own table (containerRules),
+	// checked again on the host after any DNAT. flush: a chain of this
+	// ifindex left by a killed start is replaced, not extended.
+	std::string c = "inet pukaipu " + linkChain(ifindex);
+	std::string s = "add chain " + c + "\nflush chain " + c + "\n";
+	if (!net.nameservers.empty()) {
+		s += "add rule " + c + " ip daddr " + setOf(net.nameservers) + " udp dport 53 accept\n";
+		s += "add rule " + c + " ip daddr " + setOf(net.nameservers) + " tcp dport 53 accept\n";
+	}
+	if (!net.allow.empty())
+		s += "add rule " + c + " ip daddr " + setOf(net.allow) + " accept\n";
+	s += "add element inet pukaipu links { " + std::to_string(ifindex) + " : jump " + linkChain(ifindex) + " }\n";
+	return s;
+}
+
+std::string dropLinkRules(uint32_t ifindex)
+{
+	std::string c = linkChain(ifindex), n = std::to_string(ifindex);
+	return "add chain inet pukaipu " + c + "\n" + "add element inet pukaipu links { " + n + " : jump " + c + " }\n" +
+	       "delete element inet pukaipu links { " + n + " }\n" + "delete chain inet pukaipu " + c + "\n";
 }
 
 std::string containerRules(const NetworkOptions& net)

@@ -390,7 +390,7 @@ Result<Prepared> prepare(Spec spec, const RunOptions& opts)
 	if (*resolvConf)
 		p.mounts.push_back(generatedFile("/etc/resolv.conf", std::move(**resolvConf)));
 	if (forwardingWillBeEnabled(p.network))
-		p.notes.push_back("turning on net.ipv4.ip_forward (host-wide, left on at exit)");
+		p.notes.push_back("turning on net.ipv4.ip_forward (host-wide; `pukaipu remove` of the last instance turns it off)");
 
 	// R3. AppArmor, for the profile the spec names: with policy 'optional' a
 	//     profile that cannot apply is a warning and the payload runs
@@ -531,8 +531,9 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 	// P7. Network, while the child still waits: veth pair into its netns,
 	//     addresses, routes, nftables (network.h). Nothing to undo on
 	//     failure: the veth dies with the child's namespace.
-	if (auto r = networkFromParent((pid_t)pid, p.network); !r)
-		return abortChild(r.error());
+	auto link = networkFromParent((pid_t)pid, p.network);
+	if (!link)
+		return abortChild(link.error());
 
 	//     Release the child.
 	SyncMsg go;
@@ -568,6 +569,7 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 
 	// P9. Supervise until PID 1 of the container exits.
 	int status = supervise(pidFd.get(), sigFd.get(), std::move(ptyMaster), std::move(outputRead), opts.graceSeconds);
+	releaseLink(p.network, *link); // its exceptions on the host: the container is gone
 	sigprocmask(SIG_SETMASK, &origMask, nullptr);
 	return Outcome { status, std::nullopt };
 }

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -219,6 +220,20 @@ def wait_for(pred, timeout=10.0, step=0.02):
             return v
         time.sleep(step)
     return pred()
+
+
+def stop(proc, timeout=20):
+    """SIGTERM to a process the test started, SIGKILL if it lingers; its exit status."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 def main():

@@ -217,20 +217,6 @@ def host_ipv4():
 
 
 
-def stop(proc, timeout=20):
-    """SIGTERM to a pukaipu-run this test started, SIGKILL if it lingers."""
-    if proc is None:
-        return None
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
-
-
 class EscapeBattery(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -462,8 +448,8 @@ class EscapeBattery(unittest.TestCase):
     @classmethod
     def teardown_all(cls):
         t = time.monotonic()
-        cls.host["bob_exit"] = stop(cls.bob)
-        cls.host["alice_exit"] = stop(cls.alice)
+        cls.host["bob_exit"] = h.stop(cls.bob)
+        cls.host["alice_exit"] = h.stop(cls.alice)
         cls.timings["stop_s"] = round(time.monotonic() - t, 1)
         if cls.bob is not None:
             cls.judge_lingerers()

@@ -558,13 +558,7 @@ class DesktopGrants(Base):
     @classmethod
     def tearDownClass(cls):
         for user, (p, logf) in cls.procs.items():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            h.stop(p, timeout=30)
             logf.close()
 
     def start_desktop(self, user):

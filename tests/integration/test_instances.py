@@ -546,9 +546,10 @@ class Instances(unittest.TestCase):
         self.assertIn("not a valid user name", r.stderr)
 
 
-def instance_sysroot(name, first_uid, first_port, command, shell, **extra):
-    """A Sysroot whose pukaipu.json runs `command` as the desktop (busybox rootfs)."""
-    s = Sysroot(name)
+def instance_sysroot(name, first_uid, first_port, command, shell, sysroot=Sysroot, **extra):
+    """A Sysroot (or a subclass) whose pukaipu.json runs `command` as the
+    desktop (busybox rootfs); `extra` adds or replaces keys."""
+    s = sysroot(name)
     cfg = {
         "rootfs": h.rootfs(),
         "uidRange": [first_uid, first_uid + 99],

@@ -167,14 +167,70 @@ TEST_CASE("resolv.conf: nameserver lines only, loopback skipped, systemd-resolve
 
 TEST_CASE("rule text: generic host table, per-container policy")
 {
-	std::string h = hostRules(net("10.233.0.0/16"));
-	CHECK(has(h, "table inet pukaipu\ndelete table inet pukaipu\ntable inet pukaipu {"));
+	std::string h = hostRules(net("10.233.0.0/16"), std::nullopt, {});
+	auto at = [&](const std::string& text, const char* s) {
+		auto p = text.find(s);
+		REQUIRE_MESSAGE(p != std::string::npos, s);
+		return p;
+	};
+	// The table is never deleted by a start: its base chains are replaced.
+	CHECK_FALSE(has(h, "delete table"));
+	CHECK(has(h, "add chain inet pukaipu forward\ndelete chain inet pukaipu forward\n"));
+	CHECK(has(h, "add chain inet pukaipu prerouting\ndelete chain inet pukaipu prerouting\n"));
+	CHECK(has(h, "add map inet pukaipu links { type iface_index : verdict; }"));
 	CHECK(has(h, "iifname \"pk-*\" drop"));
 	CHECK(has(h, "iifname \"pk-*\" oifname \"pk-*\" drop"));
 	CHECK(has(h, "iifname \"pk-*\" meta nfproto ipv6 drop"));
 	CHECK(has(h, "169.254.0.0/16"));
 	CHECK(has(h, "oifname != \"pk-*\" ip saddr 10.233.0.0/16 masquerade"));
-	CHECK_FALSE(has(h, "pk-0")); // nothing per container on the host
+	CHECK_FALSE(has(h, "pk-0")); // nothing per container in the generic part
+	// Before any DNAT (priority dstnat is -100): nothing addressed to the host.
+	CHECK(has(h, "type filter hook prerouting priority raw - 10;"));
+	CHECK(has(h, "iifname \"pk-*\" fib daddr type { local, broadcast, multicast } drop"));
+	// Forward: never-ranges, then the link's exceptions, then private drops.
+	const char* priv = "{ 10.0.0.0/8, 100.64.0.0/10, 172.16.0.0/12, 192.168.0.0/16 }";
+	CHECK(at(h, "224.0.0.0/3 } drop") < at(h, "iif vmap @links"));
+	CHECK(has(h, std::string("ip daddr ") + priv + " iif vmap @links"));
+	CHECK(at(h, "iif vmap @links") < at(h, (std::string("ip daddr ") + priv + " drop").c_str()));
+	// Without a record (ip_forward was on before): no rule for other traffic.
+	CHECK_FALSE(has(h, "map forwarding_before {"));
+	CHECK_FALSE(has(h, "@forwarding_before"));
+	CHECK_FALSE(has(h, "iifname != \"pk-*\" oifname != \"pk-*\""));
+
+	ForwardingRecord rec;
+	rec.links = { { "eth0", false }, { "wg0", true } };
+	std::string r = hostRules(net("10.233.0.0/16"), rec, { 7, 12 });
+	CHECK(has(r, "elements = { \"eth0\" : drop, \"wg0\" : accept }"));
+	CHECK(has(r, "comment \"net.ipv4.ip_forward was 0, conf.default.forwarding was 0\""));
+	CHECK(at(r, "oifname != \"pk-*\" meta nfproto ipv4 iifname vmap @forwarding_before") <
+	      at(r, "iifname != \"pk-*\" oifname != \"pk-*\" meta nfproto ipv4 drop"));
+	CHECK(has(r, "delete element inet pukaipu links { 7 }\ndelete chain inet pukaipu link-7\n"));
+	CHECK(has(r, "delete chain inet pukaipu link-12\n"));
+	rec.defaultOn = true; // new interfaces forwarded: only the recorded "drop" ones stop
+	std::string r1 = hostRules(net("10.233.0.0/16"), rec, {});
+	CHECK(has(r1, "iifname vmap @forwarding_before"));
+	CHECK_FALSE(has(r1, "iifname != \"pk-*\" oifname != \"pk-*\" meta nfproto ipv4 drop"));
+	CHECK(defaultFromComment(forwardingComment(rec)) == std::optional<bool>(true));
+	rec.defaultOn = false;
+	CHECK(defaultFromComment(forwardingComment(rec)) == std::optional<bool>(false));
+	CHECK_FALSE(defaultFromComment("something else"));
+	CHECK(safeIfname("eth0.100"));
+	CHECK(safeIfname("wg-vpn_1"));
+	CHECK_FALSE(safeIfname("a\"b"));
+	CHECK_FALSE(safeIfname("a b"));
+	CHECK_FALSE(safeIfname(""));
+
+	NetworkOptions lo;
+	lo.mode = NetworkMode::Egress;
+	lo.nameservers = { 0x0AFFFF35u };
+	lo.allow = { net("10.99.0.0/24") };
+	std::string l = linkRules(17, lo);
+	CHECK(has(l, "add chain inet pukaipu link-17\nflush chain inet pukaipu link-17\n"));
+	CHECK(has(l, "link-17 ip daddr { 10.255.255.53/32 } udp dport 53 accept"));
+	CHECK(has(l, "link-17 ip daddr { 10.255.255.53/32 } tcp dport 53 accept"));
+	CHECK(has(l, "link-17 ip daddr { 10.99.0.0/24 } accept"));
+	CHECK(at(l, "flush chain") < at(l, "add element inet pukaipu links { 17 : jump link-17 }"));
+	CHECK(has(dropLinkRules(17), "delete element inet pukaipu links { 17 }\ndelete chain inet pukaipu link-17"));
 
 	NetworkOptions o;
 	o.mode = NetworkMode::Egress;
@@ -212,7 +268,11 @@ TEST_CASE("rule text parses in libnftables (dry run, nothing committed)")
 	o.mode = NetworkMode::Egress;
 	o.nameservers = { 0x0AFFFF35u, 0xC6336435u };
 	o.allow = { net("10.99.0.0/24"), net("192.168.7.0/24") };
-	for (const std::string& script : { hostRules(o.pool), containerRules(o), containerRules(NetworkOptions {}) }) {
+	ForwardingRecord rec;
+	rec.links = { { "eth0", false }, { "wg0", true } };
+	for (const std::string& script : { hostRules(o.pool, std::nullopt, {}), hostRules(o.pool, rec, {}),
+					   hostRules(o.pool, rec, {}) + linkRules(5, o),
+					   containerRules(o), containerRules(NetworkOptions {}) }) {
 		std::unique_ptr<nft_ctx, void (*)(nft_ctx*)> ctx(nft_ctx_new(NFT_CTX_DEFAULT), nft_ctx_free);
 		REQUIRE(ctx);
 		nft_ctx_set_dry_run(ctx.get(), true);
