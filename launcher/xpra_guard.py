@@ -19,7 +19,8 @@ In this order, each before anything it protects:
    ptrace xpra, open /proc/PID/mem or environ, or take its fds (pidfd_getfd,
    e.g. the front door's listening socket). execve makes a process dumpable
    again, so this is xpra's own process only: Xvfb, Qtile and the browser
-   (whose sandbox needs it) are unchanged.
+   (whose sandbox needs it) are unchanged. Until here the container holds
+   only its reaper and this process: xpra starts every other one later.
 3. Before xpra reads a byte of a new connection: refuse every peer inside the
    container. SO_PEERCRED's pid is translated into xpra's PID namespace: a
    process there, or in a namespace below it (Chromium's), has a pid; a peer

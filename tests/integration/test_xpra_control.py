@@ -122,6 +122,8 @@ class XpraControl(unittest.TestCase):
         with open(os.path.join(cls.home, "xpra-probe-go"), "w"):
             pass
         cls.desktop = cls.wait_json("desktop", 300)
+        cls.xpra_argv = next((h.cmdline(p) for p in sorted(h.descendants(cls.proc.pid))
+                              if "start-desktop" in h.cmdline(p)), [])
         cls.info_after_desktop = cls.info()
         # Last, the owner's own client: control commands are refused there too.
         cls.owner_control = S.run(["runuser", "-u", USER, "--", "env", f"HOME=/home/{USER}", "xpra", "control",
@@ -211,6 +213,12 @@ class XpraControl(unittest.TestCase):
         self.assertNotEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("control commands are disabled", r.stdout + r.stderr)
         self.assert_clipboard_as_granted(self.info_after_owner)
+
+    def test_xpra_runs_behind_the_guard(self):
+        # pukaipu-run's file over the rootfs's xpra: root's, not writable by the user.
+        st = os.stat(f"{RUN_DIR}/{USER}/xpra-guard")
+        self.assertEqual((st.st_uid, st.st_mode & 0o7777), (0, 0o755))
+        self.assertEqual(self.xpra_argv[:3], ["/usr/bin/python3", "-I", "/usr/bin/xpra"], self.xpra_argv)
 
     def test_the_owners_local_attach_still_answers(self):
         # As granted before anything was tried (so the checks above can fail),
