@@ -2,7 +2,8 @@
 // mounts and environment (grantEffect), the host and rootfs facts they depend
 // on (probeGrantFacts), the host paths no mount grant may reach
 // (forbiddenHostPaths) and the files in RUN_DIR/USER they refer to
-// (writeGrantRuntimeFiles). The grants themselves: grants.cc.
+// (writeGrantRuntimeFiles), including the xpra guard every desktop gets. The
+// grants themselves: grants.cc.
 #include "grants.h"
 
 #include <algorithm>
@@ -21,6 +22,7 @@
 #include "base/unique_fd.h"
 #include "config.h"
 #include "sandbox/mounts.h"
+#include "xpra_guard_script.h" // generated from xpra_guard.py
 
 namespace pukaipu {
 
@@ -34,6 +36,11 @@ std::string attachDirFor(const std::string& runDir)
 std::string policyFileFor(const std::string& runDir)
 {
 	return runDir + "/browser-policy.json";
+}
+
+std::string xpraGuardFileFor(const std::string& runDir)
+{
+	return runDir + "/xpra-guard";
 }
 
 std::vector<std::string> grantEnv(const Grants& g)
@@ -129,12 +136,22 @@ GrantEffect grantEffect(const InstanceConfig& inst, const GrantFacts& facts, con
 		e.warnings.push_back("local attach is off: '" + attach +
 				     "' is not under /run or /tmp, where the container can use the same path");
 	}
+
+	// The xpra guard (xpra_guard.py) over the rootfs's xpra: without it the
+	// desktop's own processes could change what the grants above decided,
+	// through xpra's sockets or its memory. Root's file, read-only; exec
+	// stays allowed (it is the session's `xpra`).
+	if (facts.xpra) {
+		e.xpraGuard = xpraGuardFileFor(runDir);
+		e.mounts.push_back(bind(e.xpraGuard, kXpraPath, { "bind", "ro", "nosuid", "nodev" }));
+	}
 	return e;
 }
 
 Result<void> writeGrantRuntimeFiles(const InstanceConfig& inst, const std::string& runDir)
 {
 	TRYV(writeFileAtomic(policyFileFor(runDir), browserPolicy(inst.grants), 0644));
+	TRYV(writeFileAtomic(xpraGuardFileFor(runDir), kXpraGuardScript, 0755));
 	// The attach directory: the user's (xpra inside makes its socket there,
 	// the local client its mmap file), 0700: nobody else may even look.
 	// RUN_DIR/USER is root's, so nobody but root can swap this directory.
@@ -179,6 +196,7 @@ GrantFacts probeGrantFacts(const std::string& rootfs, const std::string& driDir)
 		f.audioMissing.push_back("GStreamer for xpra (package python3-gst-1.0)");
 	f.audio = f.audioMissing.empty();
 	f.cups = existsInRoot(root.get(), "/usr/sbin/lpadmin", false, true);
+	f.xpra = existsInRoot(root.get(), kXpraPath, false, true);
 	return f;
 }
 

@@ -130,6 +130,7 @@ struct GrantFacts {
 	bool audio = false;                          // the rootfs has PulseAudio and GStreamer for xpra
 	std::vector<std::string> audioMissing;       // what it lacks, for messages
 	bool cups = false;                           // the rootfs has lpadmin (xpra's printer forwarding)
+	bool xpra = false;                           // the rootfs has /usr/bin/xpra (the xpra guard goes over it)
 };
 
 // The browser policy placeholders pukaipu-run binds its generated policy over.
@@ -138,7 +139,12 @@ inline constexpr const char* kPolicyPlaceholders[] = {
 	"/etc/brave/policies/managed/pukaipu-grants.json",
 };
 
-// What grants (and local attach) add to a spec. `runDir` is RUN_DIR/USER.
+// Where the xpra guard (launcher/xpra_guard.py) goes in a desktop: over the
+// rootfs's xpra, so the session's `exec xpra ...` runs xpra behind it.
+inline constexpr const char* kXpraPath = "/usr/bin/xpra";
+
+// What grants (and local attach, and the xpra guard) add to a spec. `runDir`
+// is RUN_DIR/USER.
 struct GrantEffect {
 	nlohmann::json mounts;                    // OCI mounts, appended after the instance's own
 	std::vector<std::string> env;             // "NAME=value", desktop sessions only
@@ -146,12 +152,14 @@ struct GrantEffect {
 	std::vector<std::string> warnings;        // grants that cannot apply on this host, ...
 	std::string attachDir;                    // host = container path of the attach dir, or ""
 	std::string policyFile;                   // host path of the generated browser policy, or ""
+	std::string xpraGuard;                    // host path of the xpra guard bound over kXpraPath, or ""
 };
 [[nodiscard]] GrantEffect grantEffect(const InstanceConfig& inst, const GrantFacts& facts, const std::string& runDir,
 				      bool desktop);
 // Where, in RUN_DIR/USER, the attach directory and the browser policy are.
 [[nodiscard]] std::string attachDirFor(const std::string& runDir);
 [[nodiscard]] std::string policyFileFor(const std::string& runDir);
+[[nodiscard]] std::string xpraGuardFileFor(const std::string& runDir);
 
 // The managed browser policy for these grants (DownloadRestrictions, PrintingEnabled).
 [[nodiscard]] std::string browserPolicy(const Grants& g);
@@ -169,7 +177,8 @@ struct GrantEffect {
 [[nodiscard]] std::vector<std::string> forbiddenHostPaths(const Paths& p, uint32_t ownUid);
 
 // Writes what grantEffect() refers to, for this start, in RUN_DIR/USER: the
-// attach directory (owned by the user, 0700) and the browser policy (root, 0644).
+// attach directory (owned by the user, 0700), the browser policy (root, 0644)
+// and the xpra guard (root, 0755).
 [[nodiscard]] Result<void> writeGrantRuntimeFiles(const InstanceConfig& inst, const std::string& runDir);
 
 } // namespace pukaipu

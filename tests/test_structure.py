@@ -41,8 +41,8 @@ def sources(layer):
 
 
 def included_layer(path, name):
-    """The layer a quoted include resolves to, or None for build_config.h."""
-    if name == "build_config.h":
+    """The layer a quoted include resolves to, or None for a header the build generates."""
+    if name in ("build_config.h", "xpra_guard_script.h"):
         return None
     first = name.split("/", 1)[0]
     if first in LAYERS and "/" in name:

@@ -294,6 +294,20 @@ TEST_CASE("what grants add to a spec")
 	};
 	CHECK(pos("/mnt") < pos("/mnt/b"));
 	CHECK(pos("/media") < pos("/media/x"));
+	CHECK(e.xpraGuard.empty()); // no xpra in this rootfs: nothing to guard
+	CHECK_FALSE(mountAt(e.mounts, kXpraPath));
+
+	// A rootfs with xpra: the guard goes over it in a desktop, read-only,
+	// executable; a shell gets none (no xpra server runs there).
+	facts.xpra = true;
+	e = grantEffect(i, facts, "/run/pukaipu/john", true);
+	CHECK(e.xpraGuard == "/run/pukaipu/john/xpra-guard");
+	const json* xg = mountAt(e.mounts, kXpraPath);
+	REQUIRE(xg);
+	CHECK((*xg)["source"] == "/run/pukaipu/john/xpra-guard");
+	CHECK(optionsOf(*xg) == std::vector<std::string> { "bind", "ro", "nosuid", "nodev" });
+	e = grantEffect(i, facts, "/run/pukaipu/john", false);
+	CHECK_FALSE(mountAt(e.mounts, kXpraPath));
 
 	// What the host cannot give: said, and left out.
 	GrantFacts poor;
