@@ -2,6 +2,8 @@
 //
 //   pukaipu-run USER [--shell] [--print-spec]   an instance (pukaipu create USER)
 //   pukaipu-run --bundle DIR                    any OCI bundle
+//   pukaipu-run [--root DIR ...] create|start|state|kill|delete|run|...
+//                                               the OCI runtime (oci_main.h)
 //
 // Parses options, composes or loads the spec, and prints any error exactly
 // once, as one line.
@@ -21,6 +23,7 @@
 #include "instance.h"
 #include "listen.h"
 #include "notify.h"
+#include "oci_main.h"
 #include "sandbox/stages.h"
 
 using namespace pukaipu;
@@ -42,6 +45,10 @@ void warn(const std::string& w)
 
 int main(int argc, char** argv)
 {
+	// pukaipu-run [GLOBAL OPTIONS] create|start|state|kill|delete|run|... :
+	// the OCI runtime's command line (oci_main.h).
+	if (oci::isRuntimeInvocation(argc, argv))
+		return oci::runtimeMain(argc, argv);
 	CLI::App app { "pukaipu-run: run a user's pukaipu instance, or any OCI bundle, in a hardened\n"
 		       "container (user, mount, pid, ipc, uts, net and cgroup namespaces; no capabilities;\n"
 		       "no_new_privs; seccomp; AppArmor). Run as root, usually by pukaipu@USER.service.\n" };
@@ -90,12 +97,17 @@ int main(int argc, char** argv)
 	netOpts->add_option("--dns", dns, "egress: nameserver for the container (repeatable; default: the host's)");
 	netOpts->add_option("--network-pool", networkPool, "egress: IPv4 pool, a /31 per container (default 10.233.0.0/16)");
 	app.add_flag_callback("--version", [] {
-		std::printf("pukaipu-run %s\n", PUKAIPU_VERSION);
+		// runc's form: engines (podman info) read the first line.
+		std::printf("pukaipu-run version %s\nspec: 1.0.2\n", PUKAIPU_VERSION);
 		std::exit(0);
 	}, "print the version and exit");
 	app.footer("Exit status: the payload's exit code, or 128+N if it was killed by signal N;\n"
 		   "125 if pukaipu-run failed before the payload ran; 126 if the payload could not be\n"
-		   "executed; 127 if it was not found. See pukaipu-run(8).");
+		   "executed; 127 if it was not found. See pukaipu-run(8).\n\n"
+		   "As an OCI runtime (podman --runtime, containerd's runc shim):\n"
+		   "  pukaipu-run [--root DIR] [--log FILE] [--log-format text|json] COMMAND ...\n"
+		   "  with COMMAND create, start, state, kill, delete, run, list or features\n"
+		   "  (pukaipu-run COMMAND --help; pukaipu-run(8), OCI RUNTIME).");
 	if (auto done = parseCommandLine(app, argc, argv, "pukaipu-run", kExitSetupFailed))
 		return *done;
 	if (user.empty() == bundle.empty())

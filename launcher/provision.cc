@@ -1,4 +1,5 @@
 #include "provision.h"
+#include "oci_main.h"
 
 #include "sandbox/network.h"
 
@@ -180,6 +181,11 @@ Result<void> checkRequest(const GlobalConfig& g, const CreateRequest& r)
 			    r.user.c_str());
 	if (r.user == "root")
 		return fail("user 'root': refusing to make an instance for root");
+	// `pukaipu-run NAME` must stay an instance, not an OCI runtime command.
+	for (const char* word : oci::kCommands)
+		if (r.user == word)
+			return fail("user name '%s': taken by pukaipu-run's OCI runtime commands; choose another",
+				    r.user.c_str());
 	if (r.fqdn.empty())
 		return fail("--fqdn: missing (the name users will open in their browser)");
 	if (!validHostName(r.fqdn))

@@ -323,8 +323,15 @@ Result<Spec> parseSpec(const json& j, const std::string& bundleDir)
 			return fail("hostname: longer than 64 characters");
 		s.hostname = *h;
 	}
-	if (j.contains("annotations") && !j["annotations"].is_object())
-		return fail("annotations: expected an object");
+	if (j.contains("annotations")) {
+		if (!j["annotations"].is_object())
+			return fail("annotations: expected an object");
+		for (const auto& [k, v] : j["annotations"].items()) {
+			if (!v.is_string())
+				return fail("annotations.%s: expected a string", k.c_str());
+			s.annotations[k] = v.get<std::string>();
+		}
+	}
 
 	if (!j.contains("process"))
 		return fail("process: missing");

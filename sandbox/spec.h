@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,7 @@ struct Spec {
 	std::string rootPath; // absolute (made absolute against the bundle)
 	bool rootReadonly = false;
 	std::string hostname;
+	std::map<std::string, std::string> annotations; // kept for the OCI state
 
 	struct Process {
 		bool terminal = false;

@@ -21,7 +21,8 @@
 //   uid_map → P6 rlimits → P7 network (veth, nftables) → release the child →
 //   P8 wait for exec (or a pty master, or the child's error) → P9 supervise.
 // child:
-//   0 parent-death signal → 1 wait for the id maps → 2 become the user's
+//   0 parent-death signal (not for OCI create: the container outlives us)
+//   → 1 wait for the id maps → 2 become the user's
 //   uid/gid (caps kept for now) → 3 / rslave → 4 bind the rootfs onto itself
 //   → 5 the mount plan while host paths are reachable (/dev table, guarded
 //   binds, generated files) → 6 masked and read-only paths → 7 root
@@ -29,8 +30,9 @@
 //   9 loopback, hostname → 10 stdio: a pty, or (isolateStdio) /dev/null, the
 //   relay pipe and setsid → 11 drop every capability, verify →
 //   12 no_new_privs → 13 fork: this process stays PID 1 (the reaper) →
-//   14 signals, setsid/pty, cwd → 15 AppArmor on exec → 16 close stray fds →
-//   17 seccomp last → 18 execve.
+//   14 signals, setsid/pty, cwd → 15 AppArmor on exec → 16 close stray fds,
+//   then (OCI create) wait at the start gate until `start` → 17 seccomp last
+//   → 18 execve.
 //   The reaper branch of 13 skips 14-16 and 18: it keeps the launcher's
 //   signal mask (it forwards and reaps), stays in the launcher's cwd (the new
 //   root), is not confined by AppArmor (it execs nothing), and holds only the
@@ -70,6 +72,7 @@
 #include "reach.h"
 #include "reaper.h"
 #include "supervisor.h"
+#include "stage_steps.h"
 #include "sync.h"
 
 namespace pukaipu {
@@ -78,37 +81,7 @@ namespace {
 
 constexpr int kSyncFd = 1000;  // moved above any fd the payload may be given
 constexpr int kOutputFd = 1001; // the write end of the output relay (isolateStdio), likewise
-
-// --- small parent helpers --------------------------------------------------
-
-Result<void> writeProcFile(pid_t pid, const char* name, const std::string& data)
-{
-	char path[64];
-	std::snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, name);
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return failErrno(errno, "open '%s'", path);
-	UniqueFd f(fd);
-	const ssize_t n = write(fd, data.data(), data.size());
-	if (n < 0)
-		return failErrno(errno, "write '%s'", path);
-	if ((size_t)n != data.size()) // id maps must be written in one write()
-		return fail("write '%s': short write (%zd of %zu bytes)", path, n, data.size());
-	return {};
-}
-
-Result<void> assertSingleThreaded()
-{
-	// clone3 copies only the calling thread; a lock held by another thread
-	// would stay locked forever in the child. Checked, not assumed.
-	struct stat st;
-	if (stat("/proc/self/task", &st) < 0)
-		return failErrno(errno, "stat /proc/self/task");
-	if (st.st_nlink != 3)
-		return fail("pukaipu-run must be single-threaded before clone3 (found %lu threads)",
-			    (unsigned long)st.st_nlink - 2);
-	return {};
-}
+constexpr int kGateFd = 1002;   // OCI create: an O_PATH fd of the exec fifo, likewise
 
 // --- the child half ----------------------------------------------------------
 
@@ -133,52 +106,6 @@ Result<void> assertSingleThreaded()
 			childFail(kSyncFd, MsgKind::SetupError, makeError(errno, __VA_ARGS__)); \
 	} while (0)
 
-Result<void> loopbackUp() noexcept
-{
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (s < 0)
-		return failErrno(errno, "network: socket");
-	UniqueFd sock(s);
-	struct ifreq ifr {};
-	std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
-		return failErrno(errno, "network: get flags of lo");
-	ifr.ifr_flags |= IFF_UP;
-	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
-		return failErrno(errno, "network: bring lo up");
-	return {};
-}
-
-// Finds args[0] on the spec's PATH and execs it. Returns only on failure,
-// with the errno that explains best (ENOENT unless a candidate existed).
-int execPayload(const Spec& s, char* const* argv, char* const* envp) noexcept
-{
-	const char* file = argv[0];
-	if (std::strchr(file, '/')) {
-		execve(file, argv, envp);
-		return errno;
-	}
-	const char* path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-	for (const auto& e : s.process.env)
-		if (e.rfind("PATH=", 0) == 0)
-			path = e.c_str() + 5;
-	int best = ENOENT;
-	for (const char* p = path;; p++) {
-		const char* end = std::strchr(p, ':');
-		size_t len = end ? (size_t)(end - p) : std::strlen(p);
-		char cand[PATH_MAX];
-		if (std::snprintf(cand, sizeof(cand), "%.*s/%s", (int)len, len ? p : ".", file) < (int)sizeof(cand)) {
-			execve(cand, argv, envp);
-			if (errno != ENOENT && errno != ENOTDIR)
-				best = errno;
-		}
-		if (!end)
-			break;
-		p = end;
-	}
-	return best;
-}
-
 struct ChildArgs {
 	const Prepared* p;
 	const RunOptions* opts;
@@ -195,7 +122,9 @@ struct ChildArgs {
 
 	// 0. If the launcher dies (even by SIGKILL), so does the container.
 	//    Nothing to report to yet (the parent reads after step 1): die.
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+	//    Not for OCI create (detach): there pukaipu-run exits on purpose
+	//    and the engine that called it owns the container.
+	if (!a.opts->detach && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		die("PR_SET_PDEATHSIG");
 
 	// 1. Wait until the parent has written setgroups=deny, gid_map, uid_map.
@@ -217,8 +146,10 @@ struct ChildArgs {
 	CHILD_SYS(setresgid(s.process.gid, s.process.gid, s.process.gid), "setresgid %u", s.process.gid);
 	CHILD_SYS(setresuid(s.process.uid, s.process.uid, s.process.uid), "setresuid %u", s.process.uid);
 	// A credential change clears the parent-death signal: set it again, then
-	// make sure the parent did not die in between.
-	CHILD_SYS(prctl(PR_SET_PDEATHSIG, SIGKILL), "PR_SET_PDEATHSIG");
+	// make sure the parent did not die in between (it waits for us in
+	// both modes until the exec, or the start gate).
+	if (!a.opts->detach)
+		CHILD_SYS(prctl(PR_SET_PDEATHSIG, SIGKILL), "PR_SET_PDEATHSIG");
 	{
 		struct pollfd pf { sync, POLLRDHUP, 0 };
 		if (poll(&pf, 1, 0) > 0 && (pf.revents & (POLLRDHUP | POLLHUP)))
@@ -347,7 +278,14 @@ struct ChildArgs {
 	for (int fd = 3; fd < (int)first; fd++)
 		CHILD_SYS(fcntl(fd, F_SETFD, 0), "pass fd %d", fd);
 	CHILD_SYS(syscall(SYS_close_range, first, kSyncFd - 1, 0), "close stray fds");
-	CHILD_SYS(syscall(SYS_close_range, kSyncFd + 1, ~0U, 0), "close stray fds"); // kOutputFd too
+	CHILD_SYS(syscall(SYS_close_range, kSyncFd + 1, kGateFd - 1, 0), "close stray fds"); // kOutputFd too
+	CHILD_SYS(syscall(SYS_close_range, kGateFd + 1, ~0U, 0), "close stray fds");
+	//     OCI create: everything is set up but seccomp and the exec. Tell
+	//     the parent (it writes the pid file and exits), then wait at the
+	//     gate until `start` opens the fifo for reading. The gate closes
+	//     before seccomp, so the payload gets nothing of it.
+	if (a.opts->detach)
+		CHILD_TRY(waitAtStartGate(sync, kGateFd));
 
 	// 17. seccomp last: everything above may use syscalls the filter denies.
 	if (a.p->seccomp)
@@ -452,6 +390,14 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 		return setupError(makeError(dupErr, "sync socket: move to fd %d", kSyncFd));
 	if (childSock.get() != kSyncFd)
 		return setupError(makeError(EBUSY, "sync socket: fd %d is taken", kSyncFd));
+	//     OCI create: the exec fifo's O_PATH fd goes to kGateFd (the parent
+	//     closes its copy after the clone).
+	UniqueFd gate;
+	if (opts.detach) {
+		gate = UniqueFd(opts.startGateFd >= 0 ? fcntl(opts.startGateFd, F_DUPFD_CLOEXEC, kGateFd) : -1);
+		if (gate.get() != kGateFd)
+			return setupError(makeError(gate ? EBUSY : errno, "start gate: move to fd %d", kGateFd));
+	}
 	//     The output relay (isolateStdio): the child's end goes to kOutputFd.
 	UniqueFd outputRead, outputWrite;
 	if (opts.isolateStdio) {
@@ -502,6 +448,7 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 	// gone or has exec'd (kSyncFd is close-on-exec): P8 relies on that.
 	childSock.reset();
 	outputWrite.reset(); // only the container writes: EOF once it is gone
+	gate.reset();
 
 	auto abortChild = [&](const Error& e) {
 		syscall(SYS_pidfd_send_signal, pidFd.get(), SIGKILL, nullptr, 0);
@@ -541,9 +488,11 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 	if (auto r = sendMsg(parentSock.get(), go); !r)
 		return abortChild(r.error());
 
-	// P8. Until EOF: a pty master, or the child's error.
+	// P8. Until EOF: a pty master, or the child's error; with detach, until
+	//     the payload waits at the start gate.
 	UniqueFd ptyMaster;
-	for (;;) {
+	bool atGate = false;
+	while (!atGate) {
 		SyncMsg m;
 		UniqueFd fd;
 		auto r = recvMsg(parentSock.get(), m, &fd);
@@ -555,6 +504,10 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 			ptyMaster = std::move(fd);
 			continue;
 		}
+		if (m.kind == MsgKind::AtGate && opts.detach) {
+			atGate = true;
+			continue;
+		}
 		if (m.kind == MsgKind::SetupError || m.kind == MsgKind::ExecError) {
 			Outcome o = abortChild(m.error);
 			if (m.kind == MsgKind::ExecError)
@@ -564,6 +517,18 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 		return abortChild(makeError(EPROTO, "sync: unexpected message %u", (unsigned)m.kind));
 	}
 
+	if (opts.detach) {
+		// OCI create: the engine owns the container from here. The pty
+		// master goes to its console socket; signals go back to normal.
+		if (!atGate)
+			return abortChild(makeError(EPROTO, "the payload exec'd without waiting at the start gate"));
+		if (ptyMaster) {
+			if (auto r = sendFd(opts.consoleSocketFd, ptyMaster.get()); !r)
+				return abortChild(r.error().wrap("--console-socket"));
+		}
+		sigprocmask(SIG_SETMASK, &origMask, nullptr);
+		return Outcome { 0, std::nullopt, (pid_t)pid };
+	}
 	if (opts.onStarted)
 		opts.onStarted(opts.onStartedCtx, (pid_t)pid);
 

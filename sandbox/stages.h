@@ -13,6 +13,7 @@
 #pragma once
 
 #include <optional>
+#include <sys/types.h>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,17 @@ struct RunOptions {
 	// gets a session of its own. For `pukaipu-run USER`'s desktop; bundles
 	// and the OCI modes pass stdio through untouched, as runc and crun do.
 	bool isolateStdio = false;
+	// OCI `create`: the container outlives pukaipu-run. No parent-death
+	// signal and no supervisor: the caller (conmon, containerd's shim) owns
+	// and waits for the container's init. The payload stops before its
+	// execve until `start` opens the exec fifo for reading (startGateFd:
+	// an O_PATH fd of it, reopened for writing through /proc/self/fd), and
+	// run() returns as soon as it waits there, with Outcome::initPid.
+	bool detach = false;
+	int startGateFd = -1;
+	// With process.terminal and detach: where the pty master goes
+	// (SCM_RIGHTS over this connected Unix socket, as runc's --console-socket).
+	int consoleSocketFd = -1;
 };
 
 struct Prepared {
@@ -62,6 +74,7 @@ inline constexpr int kExitNotFound = 127;    // payload not found
 struct Outcome {
 	int status = 0;              // pukaipu-run's exit status
 	std::optional<Error> error;  // printed once by the launcher
+	pid_t initPid = 0;           // detach: the container's init (host pid), waiting at the gate
 };
 
 [[nodiscard]] Result<Prepared> prepare(Spec spec, const RunOptions& opts);

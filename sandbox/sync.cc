@@ -6,9 +6,12 @@
 
 namespace pukaipu {
 
-Result<void> sendMsg(int sock, const SyncMsg& msg, int fd) noexcept
+namespace {
+
+// One sendmsg: LEN bytes of DATA, and FD (if >= 0) as SCM_RIGHTS.
+Result<void> sendWithFd(int sock, const void* data, size_t len, int fd, const char* what) noexcept
 {
-	struct iovec iov { const_cast<SyncMsg*>(&msg), sizeof(msg) };
+	struct iovec iov { const_cast<void*>(data), len };
 	struct msghdr mh {};
 	mh.msg_iov = &iov;
 	mh.msg_iovlen = 1;
@@ -26,9 +29,24 @@ Result<void> sendMsg(int sock, const SyncMsg& msg, int fd) noexcept
 	do
 		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)sizeof(msg))
-		return failErrno(n < 0 ? errno : EPROTO, "sync: send");
+	if (n != (ssize_t)len)
+		return failErrno(n < 0 ? errno : EPROTO, "%s: send", what);
 	return {};
+}
+
+} // namespace
+
+Result<void> sendMsg(int sock, const SyncMsg& msg, int fd) noexcept
+{
+	return sendWithFd(sock, &msg, sizeof(msg), fd, "sync");
+}
+
+Result<void> sendFd(int sock, int fd) noexcept
+{
+	// The name is what runc sends along; receivers (conmon, go-runc's
+	// console socket) only take the fd.
+	static const char kName[] = "/dev/ptmx";
+	return sendWithFd(sock, kName, sizeof(kName) - 1, fd, "console socket");
 }
 
 Result<bool> recvMsg(int sock, SyncMsg& msg, UniqueFd* fd) noexcept

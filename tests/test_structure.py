@@ -170,6 +170,7 @@ class StartOrder(unittest.TestCase):
             "setsid()", "chdir(s.process.cwd",           # 14
             "changeProfileOnExec(",                      # 15
             "SYS_close_range",                           # 16
+            "waitAtStartGate(",                          # 16, OCI create: wait for start, before seccomp
             "installSeccomp(",                           # 17
             "execPayload(",                              # 18
         ])
@@ -178,7 +179,7 @@ class StartOrder(unittest.TestCase):
         body = self.function("[[noreturn]] void childMain(")
         reaper = body[body.index("if (payload > 0) {"):body.index("// --- the payload ---")]
         self.assertInOrder(reaper, ["installSeccomp(", "reapUntilPayloadExits("])
-        for skipped in ("changeProfileOnExec", "execPayload", "SYS_close_range"):
+        for skipped in ("changeProfileOnExec", "execPayload", "SYS_close_range", "waitAtStartGate"):
             self.assertNotIn(skipped, reaper)
 
     def test_parent_steps(self):

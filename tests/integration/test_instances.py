@@ -150,6 +150,7 @@ class Instances(unittest.TestCase):
             (["create", "..", "--fqdn", "x.test"], "is not valid"),
             (["create", "x" * 33, "--fqdn", "x.test"], "is not valid"),
             (["create", "bob-", "--fqdn", "x.test"], "is not valid"),
+            (["create", "start", "--fqdn", "x.test"], "taken by pukaipu-run's OCI runtime commands"),
             (["create", "daemon", "--fqdn", "x.test"], "outside the instance range"),
             (["create", "bob", "--fqdn", "x.test", "--uid", "500"], "outside the configured range"),
             (["create", "bob", "--fqdn", "x.test", "--uid", "5000"], "outside the configured range"),
