@@ -128,6 +128,7 @@ int main(int argc, char** argv)
 		opts.graceSeconds = grace >= 0 ? grace : 10;
 		opts.seccompCacheDir = noCache ? "" : cacheDir;
 		opts.preserveFds = preserveFds;
+		opts.cgroupName = "bundle-" + std::to_string(getpid()); // linux.resources
 		// The bundle is trusted as root: nobody but root may be able to change it.
 		if (auto r = checkTrustedPath(bundle); !r)
 			return report(r.error().wrap("bundle"), kExitSetupFailed);

@@ -15,6 +15,8 @@
 #include <net/if.h>
 #include <sched.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -432,6 +434,22 @@ Result<void> networkFromParent(pid_t child, const NetworkOptions& net)
 		TRY(idx, ifindexOf(in->get(), kContainerIf));
 		return addDefaultRoute(in->get(), *idx, addrs.host);
 	});
+}
+
+Result<void> loopbackUp() noexcept
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return failErrno(errno, "network: socket");
+	UniqueFd sock(s);
+	struct ifreq ifr {};
+	std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		return failErrno(errno, "network: get flags of lo");
+	ifr.ifr_flags |= IFF_UP;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		return failErrno(errno, "network: bring lo up");
+	return {};
 }
 
 } // namespace pukaipu

@@ -143,6 +143,9 @@ struct SlotAddresses {
 // ip_forward, veth pair into the child's netns, addresses, routes, the
 // container's own table. A failure needs no undo: the caller kills the
 // child, and its namespace takes the veth pair with it.
+// In the child, in its new network namespace: bring lo up.
+[[nodiscard]] Result<void> loopbackUp() noexcept;
+
 [[nodiscard]] Result<void> networkFromParent(pid_t child, const NetworkOptions& net);
 
 } // namespace pukaipu

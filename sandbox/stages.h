@@ -3,10 +3,12 @@
 //
 //   prepare()  parent, before any namespace exists: validate the root, plan
 //              the mounts (guarded binds and generated files are rows of the
-//              plan), prepare the network, decide AppArmor, compile seccomp:
-//              everything that allocates or can fail on bad input.
-//   run()      parent: clone3 → id maps → rlimits → network → release the
-//              child → supervise; child: see the numbered list in stages.cc.
+//              plan), prepare the network, decide AppArmor, compile seccomp,
+//              plan the cgroup: everything that allocates or can fail on bad
+//              input.
+//   run()      parent: cgroup → clone3 into it → id maps → rlimits → network
+//              → release the child → supervise → remove the cgroup; child:
+//              see the numbered list in stages.cc.
 //
 // The launcher hands over ONE value: a Spec plus RunOptions. Nothing else
 // travels between the two, and nothing is decided in both.
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "apparmor.h"
+#include "cgroup.h"
 #include "base/error.h"
 #include "mounts.h"
 #include "network.h"
@@ -42,6 +45,14 @@ struct RunOptions {
 	// gets a session of its own. For `pukaipu-run USER`'s desktop; bundles
 	// and the OCI modes pass stdio through untouched, as runc and crun do.
 	bool isolateStdio = false;
+	// The spec's linux.resources go into a cgroup of the container's own
+	// (cgroup.h): cgroupPath, or when empty a default named after
+	// cgroupName. With limitsFromOwnCgroup no cgroup is made: pukaipu-run's
+	// own cgroup must already enforce them (prepare() checks), as
+	// pukaipu@USER.service does with its drop-in.
+	std::string cgroupPath;
+	std::string cgroupName;
+	bool limitsFromOwnCgroup = false;
 };
 
 struct Prepared {
@@ -50,6 +61,7 @@ struct Prepared {
 	NetworkOptions network;          // as prepareNetwork completed it
 	std::optional<SeccompProgram> seccomp;
 	bool applyAppArmor = false;      // the spec's profile applies (R3)
+	CgroupPlan cgroup;               // empty: no cgroup of its own (R6)
 	std::vector<std::string> warnings;
 	std::vector<std::string> notes;  // host-wide changes the start makes (ip_forward)
 };
