@@ -140,10 +140,10 @@ Result<double> checkCpuLimit(double v, const std::string& what)
 Limits effectiveLimits(const GlobalConfig& g, const InstanceConfig& i)
 {
 	Limits l = i.limits;
-	if (l.memory.empty())
+	if (l.memory.empty() && g.memoryMax != "infinity")
 		l.memory = g.memoryMax;
 	if (l.tasks == 0)
-		l.tasks = g.tasksMax;
+		l.tasks = g.tasksMax; // 0: none
 	return l;
 }
 
@@ -326,8 +326,13 @@ Result<GlobalConfig> parseGlobalConfig(const json& j)
 	TRYV(optionalField(j, "shmSize", "", c.shmSize, getShmSize));
 	TRYV(optionalField(j, "tmpSize", "", c.tmpSize, getShmSize));
 	TRYV(optionalField(j, "runtimeDirSize", "", c.runtimeDirSize, getShmSize));
-	TRYV(optionalField(j, "memoryMax", "", c.memoryMax, getMemoryLimit));
-	TRYV(optionalField(j, "tasksMax", "", c.tasksMax, getTasksLimit));
+	// "infinity" and 0: no default limit (a host whose cgroups cannot enforce one).
+	TRYV(optionalField(j, "memoryMax", "", c.memoryMax, [](const json& v, const std::string& path) {
+		return v == "infinity" ? Result<std::string>("infinity") : getMemoryLimit(v, path);
+	}));
+	TRYV(optionalField(j, "tasksMax", "", c.tasksMax, [](const json& v, const std::string& path) {
+		return v == 0 ? Result<uint32_t>(0) : getTasksLimit(v, path);
+	}));
 	TRYV(optionalSection(j, "network", "", c, field("mode", &GlobalConfig::networkMode, getNetworkMode),
 			     field("allowHostNetwork", &GlobalConfig::allowHostNetwork, getBool),
 			     field("allowedCidrs", &GlobalConfig::allowedCidrs, getStrings),

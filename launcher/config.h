@@ -68,7 +68,7 @@ struct GlobalConfig {
 	// Default limits of every instance (an instance's own --memory/--tasks
 	// win): systemd's MemoryMax=/TasksMax= syntax. Applied by the unit's
 	// drop-in, or by pukaipu-run itself in a cgroup when it runs outside
-	// pukaipu@USER.service. Measured: see pukaipu.json(5).
+	// pukaipu@USER.service. "infinity" / 0: none. Measured: see pukaipu.json(5).
 	std::string memoryMax = "4G";
 	uint32_t tasksMax = 4096;
 	std::string networkMode = "egress";      // default for new instances: egress | none

@@ -134,7 +134,8 @@ std::optional<uint64_t> readLimit(const std::string& file)
 	long long v = std::strtoll(text->c_str(), &end, 10);
 	if (errno || end == text->c_str())
 		return std::nullopt;
-	return v < 0 ? UINT64_MAX : (uint64_t)v;
+	// v1 says "unlimited" with a huge number (PAGE_COUNTER_MAX pages).
+	return v < 0 || v >= (1LL << 62) ? UINT64_MAX : (uint64_t)v;
 }
 
 struct Here {

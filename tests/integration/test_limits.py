@@ -20,8 +20,9 @@ import harness as h
 from test_instances import OneInstance, TOOL
 
 
-def cgroup_dirs(pid):
-    """The host directories of pid's cgroups for memory, pids and cpu."""
+def cgroup_dirs(pid, launcher=None):
+    """The host directories of pid's cgroups for memory, pids and cpu
+    (with `launcher`: checked to be its child still, not a recycled pid)."""
     mounts = {}
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -39,6 +40,9 @@ def cgroup_dirs(pid):
             for c in (ctrls.split(",") if ctrls else [""]):
                 if c in mounts:
                     out[c] = mounts[c] + path
+    if launcher is not None:
+        with open(f"/proc/{pid}/stat") as f:
+            assert int(f.read().rsplit(")", 1)[1].split()[1]) == launcher, f"{pid} is not the container's init"
     v2 = out.get("")
     return {c: out.get(c) or v2 for c in ("memory", "pids", "cpu")}
 
@@ -120,11 +124,14 @@ class BundleLimits(unittest.TestCase):
         self.assertEqual(out.strip(), str(1 << 22))
 
     def test_fork_bomb_stops_at_the_pids_limit_and_the_host_is_fine(self):
-        bomb = "f() { f | f & }; f; exec sleep 30"  # exec: the last word needs no fork
+        # The shell forks once (the bomb's subshell) and then needs no fork
+        # (exec): a fork it made itself would fail once the bomb is at the
+        # limit, and a failed fork ends busybox's shell.
+        bomb = "(f() { f | f & }; f) & exec sleep 30"
         p = self.start("fork-bomb", ["sh", "-c", bomb], {"pids": {"limit": 48}})
         try:
             init = container_init(p)
-            pids = cgroup_dirs(init)["pids"]
+            pids = cgroup_dirs(init, p.pid)["pids"]
             self.assertIn("pukaipu-bundle-", pids)
             self.assertEqual(read(os.path.join(pids, "pids.max")), "48")
             # The bomb hits the limit (forks refused: pids.events counts
@@ -195,14 +202,16 @@ class InstanceLimits(OneInstance):
                "echo tmp=$(( $(stat -c %s /tmp/fill) / 1048576 )); "
                "dd if=/dev/zero of=$XDG_RUNTIME_DIR/fill bs=1048576 count=600 2>/dev/null; "
                "echo rundir=$(( $(stat -c %s $XDG_RUNTIME_DIR/fill) / 1048576 )); "
-               "f() { f | f & }; f; exec sleep 60"]
+               "(f() { f | f & }; f) & exec sleep 60"]
+
+    def uid(self):
+        return int(self.s.run(["id", "-u", self.USER]).stdout)
 
     def test_limits_and_bounded_tmpfs(self):
         r = self.s.run([TOOL, "set", self.USER, "--tasks", "64", "--memory", "1G"])
         self.assertEqual(r.returncode, 0, r.stderr)
         spec = json.loads(self.s.run([h.RUN, self.USER, "--print-spec"]).stdout)
         self.assertEqual(spec["linux"]["resources"], {"memory": {"limit": 1 << 30}, "pids": {"limit": 64}})
-        before = os.statvfs("/run")
         p = self.s.popen([h.RUN, self.USER, "--grace", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
         try:
@@ -216,18 +225,85 @@ class InstanceLimits(OneInstance):
                             "the fork bomb never reached the task limit")
             self.assertLessEqual(int(read(os.path.join(dirs["pids"], "pids.current"))), 64)
             self.assertEqual(subprocess.run(["true"]).returncode, 0)
+            # The bomb comes after the two fills: both stopped at their
+            # tmpfs's size, on file systems of the container's own (not the
+            # host's /run or /tmp, where nothing of it shows).
+            root = f"/proc/{init}/root"
+            tmp_fill = os.stat(f"{root}/tmp/fill")
+            run_fill = os.stat(f"{root}/run/user/{self.uid()}/fill")
+            self.assertEqual(tmp_fill.st_size, 512 << 20)
+            self.assertEqual(run_fill.st_size, 64 << 20)
+            host = {os.stat(d).st_dev for d in ("/run", "/tmp", "/dev/shm")}
+            self.assertNotIn(tmp_fill.st_dev, host)
+            self.assertNotIn(run_fill.st_dev, host)
+            self.assertNotEqual(tmp_fill.st_dev, run_fill.st_dev)
         finally:
             p.send_signal(signal.SIGTERM)
             out, err = p.communicate(timeout=60)
-        after = os.statvfs("/run")
         self.assertIn("tmp=512", err)     # tmpSize, the default
         self.assertIn("rundir=64", err)   # runtimeDirSize, the default
-        # Nothing of the 600 MiB reached the host's /run (other helpers may
-        # use it a little meanwhile: allow 16 MiB).
-        used = (before.f_bfree - after.f_bfree) * before.f_frsize
-        self.assertLess(used, 16 << 20)
         self.assertFalse(os.path.exists(dirs["pids"]), f"{dirs['pids']} left behind")
         self.assertFalse(os.path.exists(dirs["memory"]), f"{dirs['memory']} left behind")
+
+
+class UnderTheUnit(OneInstance):
+    """pukaipu-run in a cgroup named pukaipu@USER.service (made here in this
+    host's hierarchies, as systemd would): it makes no cgroup of its own,
+    and starts only when that cgroup already enforces the limits."""
+
+    NAME, USER, FIRST_UID, FIRST_PORT = "unit", "unt", 3400, 24900
+    COMMAND = ["/bin/sh", "-c", "echo session-ran"]
+
+    def setUp(self):
+        self.unit = {}
+        with open("/proc/self/cgroup") as f:
+            own = {c: path for _, ctrls, path in (l.rstrip("\n").split(":", 2) for l in f)
+                   for c in (ctrls.split(",") if ctrls else [""])}
+        here = cgroup_dirs(os.getpid())
+        for c in ("name=systemd", "memory", "pids"):
+            base = here.get(c) or ("/sys/fs/cgroup/systemd" + own.get("name=systemd", "/")
+                                   if c == "name=systemd" else None)
+            if not base or not os.path.isdir(base):
+                self.skipTest(f"no cgroup v1 hierarchy for {c} here")
+            self.unit[c] = os.path.join(base, f"pukaipu@{self.USER}.service")
+            os.makedirs(self.unit[c], exist_ok=True)
+        r = self.s.run([TOOL, "set", self.USER, "--tasks", "64", "--memory", "1G"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def tearDown(self):
+        for d in self.unit.values():
+            wait_for(lambda: not os.path.exists(d) or os.rmdir(d) or True)
+
+    def run_in_unit(self):
+        def enter():
+            for d in self.unit.values():
+                with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                    f.write("0")
+        return subprocess.run(self.s.wrap([h.RUN, self.USER]), env=self.s.env(), capture_output=True, text=True,
+                              timeout=60, preexec_fn=enter)
+
+    def test_refused_when_the_unit_does_not_enforce_the_limits(self):
+        with open(os.path.join(self.unit["memory"], "memory.limit_in_bytes"), "w") as f:
+            f.write(str(512 << 20))
+        with open(os.path.join(self.unit["pids"], "pids.max"), "w") as f:
+            f.write("max")
+        r = self.run_in_unit()
+        self.assertEqual(r.returncode, 125, r.stderr)
+        last = r.stderr.strip().splitlines()[-1]
+        self.assertRegex(last, r"^pukaipu-run: linux.resources: the task limit of 64 is not enforced: "
+                               r"pukaipu-run's own cgroup \('.*pukaipu@unt.service'\) allows any$")
+        self.assertNotIn("session-ran", r.stderr)
+
+    def test_runs_in_the_units_cgroup_when_it_enforces_them(self):
+        with open(os.path.join(self.unit["pids"], "pids.max"), "w") as f:
+            f.write("64")
+        with open(os.path.join(self.unit["memory"], "memory.limit_in_bytes"), "w") as f:
+            f.write(str(512 << 20))
+        before = set(os.listdir(self.unit["pids"]))
+        r = self.run_in_unit()
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("session-ran", r.stderr)
+        self.assertEqual(set(os.listdir(self.unit["pids"])), before)  # no cgroup of its own
 
 
 if __name__ == "__main__":
