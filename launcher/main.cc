@@ -44,7 +44,8 @@ int main(int argc, char** argv)
 {
 	CLI::App app { "pukaipu-run: run a user's pukaipu instance, or any OCI bundle, in a hardened\n"
 		       "container (user, mount, pid, ipc, uts, net and cgroup namespaces; no capabilities;\n"
-		       "no_new_privs; seccomp; AppArmor). Run as root, usually by pukaipu@USER.service.\n" };
+		       "no_new_privs; seccomp; AppArmor; memory, task and CPU limits in a cgroup of its own).\n"
+		       "Run as root, usually by pukaipu@USER.service.\n" };
 	app.name("pukaipu-run");
 	std::string user, bundle;
 	bool shell = false, printSpec = false;
