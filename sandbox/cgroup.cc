@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sstream>
 #include <sys/stat.h>
@@ -155,6 +156,34 @@ Result<Here> readHere()
 		if (auto c = readFileLimited(h.layout.unified + "/cgroup.controllers", 4096))
 			h.v2Controllers = *c;
 	return h;
+}
+
+// Empty cgroups that a killed launcher left in `dir`: named by
+// planCgroup's default ("pukaipu-NAME-PID", or "NAME-PID" below /pukaipu)
+// for a PID that is no pukaipu-run any more. rmdir only removes a cgroup
+// without processes or children, so a live container's is never touched.
+void removeStaleSiblings(const std::string& dir)
+{
+	UniqueFd fd(open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+	DIR* d = fd ? fdopendir(fd.release()) : nullptr;
+	if (!d)
+		return;
+	const bool underOurs = dir.size() >= 8 && dir.compare(dir.size() - 8, 8, "/pukaipu") == 0;
+	while (struct dirent* e = readdir(d)) {
+		const std::string n = e->d_name;
+		const size_t dash = n.rfind('-');
+		if (e->d_type != DT_DIR || dash == std::string::npos || dash + 1 == n.size() ||
+		    n.find_first_not_of("0123456789", dash + 1) != std::string::npos ||
+		    (!underOurs && n.rfind("pukaipu-", 0) != 0))
+			continue;
+		char exe[4096];
+		const std::string link = "/proc/" + n.substr(dash + 1) + "/exe";
+		const ssize_t len = readlink(link.c_str(), exe, sizeof(exe) - 1);
+		if (len > 0 && std::string_view(exe, (size_t)len).ends_with("/pukaipu-run"))
+			continue;
+		(void)unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
+	}
+	closedir(d);
 }
 
 } // namespace
@@ -387,6 +416,7 @@ Result<Cgroup> Cgroup::create(const CgroupPlan& plan)
 		if (mkdir(d.c_str(), 0755) < 0 && errno != EEXIST)
 			return failErrno(errno, "cgroup: create '%s'", d.c_str());
 	for (const auto& leaf : plan.leaves) {
+		removeStaleSiblings(leaf.substr(0, leaf.rfind('/')));
 		if (mkdir(leaf.c_str(), 0755) < 0) {
 			// A leaf left by a launcher that was killed: empty, so rmdir
 			// works; one that still holds processes is someone else's.

@@ -105,8 +105,9 @@ struct CgroupPlan {
 class Cgroup {
 public:
 	Cgroup() = default;
-	// mkdir (parents kept, an empty stale leaf replaced), controllers
-	// enabled, limits written and read back. On failure nothing is left.
+	// mkdir (parents kept, an empty stale leaf replaced, and the empty
+	// leaves of launchers that were killed removed), controllers enabled,
+	// limits written. On failure nothing is left.
 	[[nodiscard]] static Result<Cgroup> create(const CgroupPlan& plan);
 	Cgroup(Cgroup&&) = default;
 	Cgroup& operator=(Cgroup&&) = default;

@@ -161,6 +161,20 @@ class BundleLimits(unittest.TestCase):
             p.communicate(timeout=60)
         self.assertFalse(os.path.exists(cpu))
 
+    def test_a_killed_launchers_cgroup_goes_at_the_next_start(self):
+        p = self.start("killed", ["sleep", "30"], {"pids": {"limit": 16}})
+        init = container_init(p)
+        left = cgroup_dirs(init, p.pid)["pids"]
+        p.kill()  # SIGKILL: no P10; the container dies with it (parent-death signal)
+        p.communicate(timeout=30)
+        self.assertTrue(wait_for(lambda: int(read(os.path.join(left, "pids.current"))) == 0),
+                        "the container outlived its launcher")
+        self.assertTrue(os.path.isdir(left))
+        q = self.start("next", ["true"], {"pids": {"limit": 16}})
+        _, err = q.communicate(timeout=60)
+        self.assertEqual(q.returncode, 0, err)
+        self.assertFalse(os.path.exists(left), f"{left} outlived the next start")
+
     def test_no_resources_no_cgroup(self):
         p = self.start("no-cg", ["sh", "-c", "sleep 30"], {})
         try:
