@@ -137,6 +137,29 @@ Result<double> checkCpuLimit(double v, const std::string& what)
 	return v;
 }
 
+Limits effectiveLimits(const GlobalConfig& g, const InstanceConfig& i)
+{
+	Limits l = i.limits;
+	if (l.memory.empty() && g.memoryMax != "infinity")
+		l.memory = g.memoryMax;
+	if (l.tasks == 0)
+		l.tasks = g.tasksMax; // 0: none
+	return l;
+}
+
+Result<uint64_t> memoryBytes(const std::string& v, uint64_t physical)
+{
+	TRY(u, checkMemoryLimit(v, "memory limit"));
+	uint64_t n = std::stoull(*u);
+	const char unit = u->back();
+	if (unit == '%')
+		return physical / 100 * n;
+	const int shift = unit == 'K' ? 10 : unit == 'M' ? 20 : unit == 'G' ? 30 : unit == 'T' ? 40 : 0;
+	if (shift && n > (UINT64_MAX >> shift))
+		return fail("memory limit '%s': too large", v.c_str());
+	return n << shift;
+}
+
 Result<uint32_t> checkTasksLimit(uint64_t v, const std::string& what)
 {
 	if (v < kMinTasks || v > kMaxTasks)
@@ -286,7 +309,7 @@ Result<GlobalConfig> parseGlobalConfig(const json& j)
 	GlobalConfig c;
 	c.seccompProfile = std::string(PUKAIPU_DATADIR) + "/seccomp/default.json";
 	TRYV(onlyKeys(j, "", { "rootfs", "uidRange", "portRange", "listenAddress", "apparmor", "seccompProfile",
-			       "session", "shmSize", "tmpSize", "runtimeDirSize", "network", "certificateDays", "graceSeconds",
+			       "session", "shmSize", "tmpSize", "runtimeDirSize", "memoryMax", "tasksMax", "network", "certificateDays", "graceSeconds",
 			       "idleSeconds", "domain", "frontPort" }));
 	TRYV(optionalField(j, "rootfs", "", c.rootfs, getAbsolutePath));
 	TRYV(optionalField(j, "uidRange", "", c.uids, getUidRange));
@@ -303,6 +326,13 @@ Result<GlobalConfig> parseGlobalConfig(const json& j)
 	TRYV(optionalField(j, "shmSize", "", c.shmSize, getShmSize));
 	TRYV(optionalField(j, "tmpSize", "", c.tmpSize, getShmSize));
 	TRYV(optionalField(j, "runtimeDirSize", "", c.runtimeDirSize, getShmSize));
+	// "infinity" and 0: no default limit (a host whose cgroups cannot enforce one).
+	TRYV(optionalField(j, "memoryMax", "", c.memoryMax, [](const json& v, const std::string& path) {
+		return v == "infinity" ? Result<std::string>("infinity") : getMemoryLimit(v, path);
+	}));
+	TRYV(optionalField(j, "tasksMax", "", c.tasksMax, [](const json& v, const std::string& path) {
+		return v == 0 ? Result<uint32_t>(0) : getTasksLimit(v, path);
+	}));
 	TRYV(optionalSection(j, "network", "", c, field("mode", &GlobalConfig::networkMode, getNetworkMode),
 			     field("allowHostNetwork", &GlobalConfig::allowHostNetwork, getBool),
 			     field("allowedCidrs", &GlobalConfig::allowedCidrs, getStrings),
@@ -343,6 +373,8 @@ void to_json(json& j, const GlobalConfig& c)
 		{ "shmSize", c.shmSize },
 		{ "tmpSize", c.tmpSize },
 		{ "runtimeDirSize", c.runtimeDirSize },
+		{ "memoryMax", c.memoryMax },
+		{ "tasksMax", c.tasksMax },
 		{ "network",
 		  { { "mode", c.networkMode },
 		    { "allowHostNetwork", c.allowHostNetwork },

@@ -65,6 +65,12 @@ struct GlobalConfig {
 	// (XDG_RUNTIME_DIR, xpra's sockets, the X authority).
 	std::string tmpSize = "512m";
 	std::string runtimeDirSize = "64m";
+	// Default limits of every instance (an instance's own --memory/--tasks
+	// win): systemd's MemoryMax=/TasksMax= syntax. Applied by the unit's
+	// drop-in, or by pukaipu-run itself in a cgroup when it runs outside
+	// pukaipu@USER.service. "infinity" / 0: none. Measured: see pukaipu.json(5).
+	std::string memoryMax = "4G";
+	uint32_t tasksMax = 4096;
 	std::string networkMode = "egress";      // default for new instances: egress | none
 	bool allowHostNetwork = false;
 	std::vector<std::string> allowedCidrs;   // private ranges an instance may reach
@@ -78,7 +84,9 @@ struct GlobalConfig {
 };
 
 // Per-instance resource limits, applied by systemd from a drop-in of
-// pukaipu@USER.service (MemoryMax=, CPUQuota=, TasksMax=). Empty/0 = none.
+// pukaipu@USER.service (MemoryMax=, CPUQuota=, TasksMax=), or by pukaipu-run
+// in a cgroup of the session's own outside the unit. Empty/0 = the global
+// default (memoryMax, tasksMax; none for cpus).
 struct Limits {
 	std::string memory; // "2G", "512M", "25%" (systemd's MemoryMax= syntax, K/M/G/T = 1024)
 	double cpus = 0;    // 1.5 → CPUQuota=150%
@@ -106,6 +114,11 @@ struct InstanceConfig {
 {
 	return i.idleSeconds.value_or(g.idleSeconds);
 }
+
+// The limits that apply: the instance's, else the global defaults.
+[[nodiscard]] Limits effectiveLimits(const GlobalConfig& g, const InstanceConfig& i);
+// A checked memory limit ("2G", "25%" of `physical` bytes) in bytes.
+[[nodiscard]] Result<uint64_t> memoryBytes(const std::string& v, uint64_t physical);
 
 // The bounds of the limits, for the checkers below and the command line's.
 inline constexpr double kMinCpus = 0.01, kMaxCpus = 1024;

@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <cmath>
 #include <cstdlib>
 #include <dirent.h>
 #include <optional>
@@ -14,6 +15,7 @@
 #include "base/file_io.h"
 #include "base/unique_fd.h"
 #include "grants.h"
+#include "sandbox/cgroup.h"
 #include "sandbox/mounts.h"
 #include "sandbox/seccomp_profile.h"
 
@@ -195,8 +197,8 @@ json composeSpec(const GlobalConfig& g, const InstanceConfig& inst, const UserIn
 			  { "args", args },
 			  { "env", env },
 			  { "cwd", kContainerHome },
-			  // No core dumps into the home. Other limits (LimitNOFILE=,
-			  // MemoryMax=, TasksMax=) come from the systemd unit.
+			  // No core dumps into the home. LimitNOFILE= comes from the
+			  // unit; memory, CPU and tasks: linux.resources (composeInstance).
 			  { "rlimits", json::array({ { { "type", "RLIMIT_CORE" }, { "soft", 0 }, { "hard", 0 } } }) },
 			  { "noNewPrivileges", true },
 		  } },
@@ -248,6 +250,38 @@ Result<NetworkOptions> networkOptionsFrom(const std::string& mode, bool allowHos
 	return net;
 }
 
+namespace {
+
+// linux.resources for an instance's limits (systemd syntax: "25%" is of the RAM).
+Result<json> instanceResources(const Limits& l)
+{
+	json r = json::object();
+	if (!l.memory.empty()) {
+		TRY(bytes, memoryBytes(l.memory, (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE)));
+		r["memory"] = { { "limit", *bytes } };
+	}
+	if (l.tasks > 0)
+		r["pids"] = { { "limit", l.tasks } };
+	if (l.cpus > 0)
+		r["cpu"] = { { "quota", std::max<long long>(1000, std::llround(l.cpus * 100000)) }, { "period", 100000 } };
+	return r;
+}
+
+bool inUnitCgroup(const std::string& user)
+{
+	auto text = readFileLimited("/proc/self/cgroup", 64 << 10);
+	if (!text)
+		return false;
+	const std::string unit = "/pukaipu@" + user + ".service";
+	for (const auto& [ctrl, path] : parseProcCgroup(*text))
+		if ((ctrl.empty() || ctrl == "name=systemd") && path.size() >= unit.size() &&
+		    path.compare(path.size() - unit.size(), unit.size(), unit) == 0)
+			return true;
+	return false;
+}
+
+} // namespace
+
 Result<InstanceStart> composeInstance(const Paths& paths, const InstanceRequest& req)
 {
 	InstanceStart s;
@@ -294,6 +328,23 @@ Result<InstanceStart> composeInstance(const Paths& paths, const InstanceRequest&
 		seccomp = std::move(*profile);
 	}
 	s.specJson = composeSpec(*global, s.inst, s.user, s.rt, req.kind, req.term, ge, seccomp);
+	// Memory, CPU and task limits as the spec's linux.resources (what
+	// --print-spec shows; crun would apply them the same way).
+	TRY(resources, instanceResources(effectiveLimits(*global, s.inst)));
+	if (!resources->empty())
+		s.specJson["linux"]["resources"] = std::move(*resources);
+	// Who enforces them. pukaipu@USER.service gets them from its drop-in
+	// (MemoryMax=, CPUQuota=, TasksMax=; systemd's own cgroup for the unit),
+	// and under cgroup v2 pukaipu-run could not make a child cgroup with
+	// controllers there anyway (the service's cgroup holds pukaipu-run:
+	// the no-internal-process rule). So when /proc/self/cgroup names that
+	// unit, the sandbox only checks that the unit's cgroup enforces at
+	// most these limits (a stale drop-in is refused, never trusted);
+	// anywhere else pukaipu-run makes a cgroup of the session's own.
+	// Only systemd or root can put a process into a cgroup of that name,
+	// and the check reads the limits, so a misnamed cgroup cannot pass.
+	s.opts.limitsFromOwnCgroup = inUnitCgroup(req.user);
+	s.opts.cgroupName = req.user + "-" + std::to_string(getpid());
 	// The composed spec goes through the same parser as any bundle.
 	TRY(spec, parseSpec(s.specJson, "/"));
 	const auto forbidden = forbiddenHostPaths(paths, s.user.uid);

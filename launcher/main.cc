@@ -51,7 +51,8 @@ int main(int argc, char** argv)
 		return oci::runtimeMain(argc, argv);
 	CLI::App app { "pukaipu-run: run a user's pukaipu instance, or any OCI bundle, in a hardened\n"
 		       "container (user, mount, pid, ipc, uts, net and cgroup namespaces; no capabilities;\n"
-		       "no_new_privs; seccomp; AppArmor). Run as root, usually by pukaipu@USER.service.\n" };
+		       "no_new_privs; seccomp; AppArmor; memory, task and CPU limits in a cgroup of its own).\n"
+		       "Run as root, usually by pukaipu@USER.service.\n" };
 	app.name("pukaipu-run");
 	std::string user, bundle;
 	bool shell = false, printSpec = false;
@@ -140,6 +141,7 @@ int main(int argc, char** argv)
 		opts.graceSeconds = grace >= 0 ? grace : 10;
 		opts.seccompCacheDir = noCache ? "" : cacheDir;
 		opts.preserveFds = preserveFds;
+		opts.cgroupName = "bundle-" + std::to_string(getpid()); // linux.resources
 		// The bundle is trusted as root: nobody but root may be able to change it.
 		if (auto r = checkTrustedPath(bundle); !r)
 			return report(r.error().wrap("bundle"), kExitSetupFailed);

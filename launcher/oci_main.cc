@@ -23,6 +23,7 @@
 #include "base/sysutil.h"
 #include "cli.h"
 #include "oci_state.h"
+#include "sandbox/cgroup.h"
 #include "sandbox/stages.h"
 
 namespace pukaipu::oci {
@@ -135,6 +136,7 @@ Result<Prepared> prepareBundle(const CreateArgs& a, RunOptions& opts, Record& re
 	opts.seccompCacheDir = cache;
 	opts.preserveFds = a.preserveFds;
 	opts.apparmorPolicy = AppArmorPolicy::Required;
+	opts.cgroupName = "oci-" + a.id; // linux.resources, when the spec has any
 	return prepare(std::move(*spec), opts);
 }
 
@@ -217,6 +219,7 @@ int cmdCreate(const Global& g, const CreateArgs& a, bool startToo)
 	if (o.error)
 		return undo(*o.error);
 	rec.pid = o.initPid;
+	rec.cgroups = o.cgroupLeaves;
 	auto start = liveStartTime(rec.pid);
 	if (!start)
 		return undo(makeError(ESRCH, "container '%s' exited while it was created", a.id.c_str()));
@@ -367,6 +370,10 @@ int cmdDelete(const Global& g, const std::string& id, bool force)
 				return report(g, "container '" + id + "' did not exit within 10 s of SIGKILL; try again");
 		}
 	}
+	// The container is gone: its cgroup can go (the kernel may take a
+	// moment to let go of the last tasks).
+	if (auto r = removeCgroupLeaves(rec->cgroups, 2000); !r)
+		return report(g, r.error().message());
 	if (auto r = store.remove(id); !r)
 		return report(g, r.error().message());
 	return 0;

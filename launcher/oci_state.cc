@@ -122,7 +122,8 @@ Result<UniqueFd> Store::lock(const std::string& id) const
 Result<void> Store::write(const Record& r) const
 {
 	json j = { { "id", r.id }, { "pid", r.pid }, { "pidStart", r.pidStart }, { "bundle", r.bundle },
-		   { "rootfs", r.rootfs }, { "created", r.created }, { "annotations", r.annotations } };
+		   { "rootfs", r.rootfs }, { "created", r.created }, { "annotations", r.annotations },
+		   { "cgroups", r.cgroups } };
 	return writeFileAtomic(dir(r.id) + "/state.json", j.dump() + "\n", 0600);
 }
 
@@ -151,6 +152,10 @@ Result<Record> Store::read(const std::string& id) const
 	r.bundle = *bundle;
 	r.rootfs = *rootfs;
 	r.created = *created;
+	if (j->contains("cgroups")) {
+		TRY(cgroups, jsonf::getStrings((*j)["cgroups"], path + ": cgroups"));
+		r.cgroups = *cgroups;
+	}
 	if (j->contains("annotations") && (*j)["annotations"].is_object())
 		for (const auto& [k, v] : (*j)["annotations"].items())
 			if (v.is_string())

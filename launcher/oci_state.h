@@ -18,6 +18,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 #include <sys/types.h>
 
 #include "base/error.h"
@@ -35,6 +36,7 @@ struct Record {
 	std::string rootfs;            // the spec's root.path, absolute
 	std::string created;           // RFC 3339
 	std::map<std::string, std::string> annotations;
+	std::vector<std::string> cgroups; // the container's cgroup leaves, removed by delete
 };
 
 enum class Status { Creating, Created, Running, Stopped };

@@ -285,9 +285,9 @@ Result<void> writeServerCert(const Paths& p, const GlobalConfig& g, const std::s
 // The unit's drop-in (limits) before instance.json: a crash in between
 // leaves a drop-in that the next create rewrites, never an instance without
 // its limits. instance.json last: now the instance exists.
-Result<void> writeInstanceState(const Paths& p, const InstanceConfig& inst)
+Result<void> writeInstanceState(const Paths& p, const GlobalConfig& g, const InstanceConfig& inst)
 {
-	TRYV(units::writeDropIns(p, inst));
+	TRYV(units::writeDropIns(p, g, inst));
 	return writeFileAtomic(p.instanceDir(inst.user) + "/instance.json", json(inst).dump(2) + "\n", 0644);
 }
 
@@ -329,7 +329,7 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 	TRYV(writeServerCert(p, g, certDir, r, *external));
 	TRY(pass, writeClientCerts(certDir, r.user));
 	inst.created = nowIso();
-	TRYV(writeInstanceState(p, inst));
+	TRYV(writeInstanceState(p, g, inst));
 
 	CreateResult res;
 	struct stat hs;
@@ -469,6 +469,7 @@ Result<RemoveResult> removeInstance(const Paths& p, const std::string& user, boo
 Result<SetResult> setInstance(const Paths& p, const std::string& user, const SetRequest& r)
 {
 	TRY(lock, lockState(p));
+	TRY(global, loadGlobalConfig(p));
 	TRY(inst, loadInstanceConfig(p, user));
 	InstanceConfig next = *inst;
 	if (r.memory)
@@ -481,7 +482,7 @@ Result<SetResult> setInstance(const Paths& p, const std::string& user, const Set
 		next.idleSeconds = *r.idleSeconds;
 	SetResult res;
 	res.changed = json(next) != json(*inst);
-	TRYV(units::writeDropIns(p, next));
+	TRYV(units::writeDropIns(p, *global, next));
 	if (res.changed)
 		TRYV(writeFileAtomic(p.instanceDir(user) + "/instance.json", json(next).dump(2) + "\n", 0644));
 	reloadSystemd(p, res.warnings);

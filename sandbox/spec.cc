@@ -217,6 +217,68 @@ Result<void> parseMounts(const json& j, Spec& s)
 	return {};
 }
 
+// linux.resources: memory.limit/swap, pids.limit, cpu.quota/period/shares
+// become a cgroup of the container's own (cgroup.h); a device rule may only
+// deny (pukaipu's /dev holds null, zero, full, random, urandom and tty
+// only). Anything else is refused: a limit that is asked for is enforced.
+// -1 means "no limit", as in runc.
+Result<void> parseResources(const json& r, CgroupLimits& out)
+{
+	TRYV(onlyKeys(r, "linux.resources", { "devices", "memory", "pids", "cpu" }));
+	if (r.contains("devices")) {
+		auto deny = [](const json& d, const std::string& p) -> Result<bool> {
+			TRYV(keys(d, p, { "allow", "access", "type", "major", "minor" }, { "allow" }));
+			TRY(allow, getBool(d["allow"], sub(p, "allow")));
+			if (*allow)
+				return fail("%s: allowing devices is not supported", p.c_str());
+			return true;
+		};
+		TRYV(getArrayOf(r["devices"], "linux.resources.devices", deny));
+	}
+	// A limit in bytes or a count: a positive integer, or -1 (none).
+	auto limit = [](const json& o, const char* key, const std::string& p) -> Result<std::optional<uint64_t>> {
+		if (!o.contains(key))
+			return std::optional<uint64_t> {};
+		const json& v = o[key];
+		if (v.is_number_integer() && !v.is_number_unsigned() && v.get<int64_t>() == -1)
+			return std::optional<uint64_t> {};
+		const bool positive = v.is_number_unsigned() ? v.get<uint64_t>() - 1 < (uint64_t)INT64_MAX
+				      : v.is_number_integer() && v.get<int64_t>() > 0;
+		if (!positive)
+			return fail("%s: expected a positive integer, or -1 for no limit", sub(p, key).c_str());
+		return std::optional<uint64_t> { v.get<uint64_t>() };
+	};
+	if (r.contains("memory")) {
+		const std::string p = "linux.resources.memory";
+		TRYV(onlyKeys(r["memory"], p, { "limit", "swap" }));
+		TRY(l, limit(r["memory"], "limit", p));
+		TRY(sw, limit(r["memory"], "swap", p));
+		out.memoryMax = *l;
+		out.memorySwapMax = *sw;
+		if (out.memoryMax && *out.memoryMax < (4u << 20))
+			return fail("%s.limit: %llu bytes is below 4 MiB, too little to start a container", p.c_str(),
+				    (unsigned long long)*out.memoryMax);
+	}
+	if (r.contains("pids")) {
+		TRYV(keys(r["pids"], "linux.resources.pids", { "limit" }, { "limit" }));
+		TRY(l, limit(r["pids"], "limit", "linux.resources.pids"));
+		out.pidsMax = *l;
+	}
+	if (r.contains("cpu")) {
+		const std::string p = "linux.resources.cpu";
+		TRYV(onlyKeys(r["cpu"], p, { "quota", "period", "shares" }));
+		TRY(q, limit(r["cpu"], "quota", p));
+		TRY(per, limit(r["cpu"], "period", p));
+		TRY(sh, limit(r["cpu"], "shares", p));
+		out.cpuQuotaUs = *q;
+		out.cpuPeriodUs = *per;
+		out.cpuShares = *sh;
+		if (out.cpuQuotaUs && !out.cpuPeriodUs)
+			out.cpuPeriodUs = 100000; // the kernel's default period, as runc
+	}
+	return {};
+}
+
 Result<void> parseLinux(const json& j, Spec& s)
 {
 	TRYV(onlyKeys(j, "linux", { "namespaces", "uidMappings", "gidMappings", "seccomp", "maskedPaths",
@@ -270,24 +332,8 @@ Result<void> parseLinux(const json& j, Spec& s)
 			TRYV(checkContainerPath((*list)[i], idx(p, i)));
 		(std::string(key) == "maskedPaths" ? s.maskedPaths : s.readonlyPaths) = std::move(*list);
 	}
-	if (j.contains("resources")) {
-		// Only what `runc spec` writes is accepted: a device cgroup rule that
-		// denies everything, which is what pukaipu does anyway (a fresh /dev
-		// with null, zero, full, random, urandom and tty only). Real limits
-		// belong to the systemd unit (MemoryMax=, CPUQuota=, TasksMax=).
-		const json& r = j["resources"];
-		TRYV(onlyKeys(r, "linux.resources", { "devices" }));
-		if (r.contains("devices")) {
-			auto deny = [](const json& d, const std::string& p) -> Result<bool> {
-				TRYV(keys(d, p, { "allow", "access", "type", "major", "minor" }, { "allow" }));
-				TRY(allow, getBool(d["allow"], sub(p, "allow")));
-				if (*allow)
-					return fail("%s: allowing devices is not supported", p.c_str());
-				return true;
-			};
-			TRYV(getArrayOf(r["devices"], "linux.resources.devices", deny));
-		}
-	}
+	if (j.contains("resources"))
+		TRYV(parseResources(j["resources"], s.resources));
 	return {};
 }
 

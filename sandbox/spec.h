@@ -15,6 +15,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "base/error.h"
+#include "cgroup.h"
 #include "seccomp_profile.h"
 
 namespace pukaipu {
@@ -76,6 +77,7 @@ struct Spec {
 	std::optional<SeccompProfile> seccomp;
 	std::vector<std::string> maskedPaths;
 	std::vector<std::string> readonlyPaths;
+	CgroupLimits resources; // linux.resources memory, pids, cpu (cgroup.h)
 
 	std::vector<std::string> warnings; // non-fatal, printed once by the launcher
 };

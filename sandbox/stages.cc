@@ -13,13 +13,18 @@
 //   L5 the listening socket at fd 3 (a desktop); then prepare() and run().
 // prepare(), parent, before any namespace exists (nothing touched yet):
 //   R1 root checked → R2 mount plan + network (resolv.conf becomes a row)
-//   → R3 AppArmor decided → R4 seccomp compiled → R5 passed fds exist.
+//   → R3 AppArmor decided → R4 seccomp compiled → R5 passed fds exist →
+//   R6 cgroup planned (a limit this host cannot enforce is refused here).
 // run(), parent:
 //   P1 no supplementary groups → P2 sync socket at a fixed fd → P3 block the
-//   forwarded signals → single-threaded check → P4 clone3(PIDFD|NEWUSER|NEWNS|
-//   NEWPID|NEWNET|NEWIPC|NEWUTS|NEWCGROUP) → P5 setgroups deny → gid_map →
+//   forwarded signals → single-threaded check → P4 the cgroup made, limits
+//   written → clone3(PIDFD|NEWUSER|NEWNS|NEWPID|NEWNET|NEWIPC|NEWUTS|
+//   NEWCGROUP) born inside it (v2 CLONE_INTO_CGROUP; v1: the parent enters
+//   before and leaves after), so the child runs no instruction and makes no
+//   cgroup namespace outside its limits → P5 setgroups deny → gid_map →
 //   uid_map → P6 rlimits → P7 network (veth, nftables) → release the child →
-//   P8 wait for exec (or a pty master, or the child's error) → P9 supervise.
+//   P8 wait for exec (or a pty master, or the child's error) → P9 supervise
+//   → P10 remove the cgroup once the container is gone.
 // child:
 //   0 parent-death signal (not for OCI create: the container outlives us)
 //   → 1 wait for the id maps → 2 become the user's
@@ -55,7 +60,6 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/sched.h>
-#include <net/if.h>
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -69,6 +73,7 @@
 #include <unistd.h>
 
 #include "caps.h"
+#include "cgroup.h"
 #include "reach.h"
 #include "reaper.h"
 #include "supervisor.h"
@@ -355,6 +360,15 @@ Result<Prepared> prepare(Spec spec, const RunOptions& opts)
 	for (int fd = 3; fd < 3 + opts.preserveFds; fd++)
 		if (fcntl(fd, F_GETFD) < 0)
 			return failErrno(errno, "--preserve-fds: fd %d", fd);
+
+	// R6. The cgroup, planned: a limit this host cannot enforce is refused
+	//     here, before any namespace or cgroup exists.
+	if (opts.limitsFromOwnCgroup) {
+		TRYV_CTX(checkOwnCgroupEnforces(spec.resources), "linux.resources");
+	} else {
+		TRY_CTX(cg, planCgroupHere(spec.resources, opts.cgroupPath, opts.cgroupName), "linux.resources");
+		p.cgroup = std::move(*cg);
+	}
 	p.spec = std::move(spec);
 	return p;
 }
@@ -362,7 +376,7 @@ Result<Prepared> prepare(Spec spec, const RunOptions& opts)
 Outcome run(const Prepared& p, const RunOptions& opts)
 {
 	const Spec& s = p.spec;
-	auto setupError = [](const Error& e) { return Outcome { kExitSetupFailed, e }; };
+	auto setupError = [](const Error& e) { return Outcome { kExitSetupFailed, e, 0, {} }; };
 
 	// argv/envp as C arrays, built before clone3.
 	std::vector<char*> argv, envp;
@@ -425,17 +439,30 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 	if (auto r = assertSingleThreaded(); !r)
 		return setupError(r.error());
 
-	// P4. clone3 into every namespace at once; CLONE_PIDFD gives a handle that
-	//     cannot be confused with a recycled pid.
+	// P4. The cgroup with its limits first, then clone3 into every namespace
+	//     at once, the child born inside the cgroup: so it never runs an
+	//     instruction outside its limits, and its cgroup namespace is rooted
+	//     at its own cgroup. v2: CLONE_INTO_CGROUP. v1 has no such flag: this
+	//     (single-threaded) process enters the cgroup for the clone and
+	//     leaves right after. CLONE_PIDFD gives a handle that cannot be
+	//     confused with a recycled pid. The cgroup is removed when `cg` goes.
+	auto cg = Cgroup::create(p.cgroup);
+	if (!cg)
+		return setupError(cg.error());
+	if (auto r = cg->enterSelf(); !r)
+		return (void)cg->leaveSelf(), setupError(r.error());
 	int pidfd = -1;
 	struct clone_args ca {};
 	ca.flags = CLONE_PIDFD | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC |
-		   CLONE_NEWUTS | CLONE_NEWCGROUP;
+		   CLONE_NEWUTS | CLONE_NEWCGROUP | (cg->cloneFd() >= 0 ? CLONE_INTO_CGROUP : 0);
 	ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
 	ca.exit_signal = SIGCHLD;
+	ca.cgroup = (uint64_t)(cg->cloneFd() >= 0 ? cg->cloneFd() : 0);
 	long pid = syscall(SYS_clone3, &ca, sizeof(ca));
-	if (pid < 0)
-		return setupError(makeError(errno, "clone3"));
+	if (pid < 0) {
+		Outcome o = setupError(makeError(errno, "clone3"));
+		return (void)cg->leaveSelf(), o;
+	}
 	if (pid == 0) {
 		// The child keeps only its end: when the launcher dies, its end
 		// closes and step 1 (and the check after step 2) see EOF.
@@ -456,6 +483,8 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 		waitid((idtype_t)P_PIDFD, (id_t)pidFd.get(), &si, WEXITED);
 		return setupError(e);
 	};
+	if (auto r = cg->leaveSelf(); !r) // v1: back to our own cgroup, the child stays
+		return abortChild(r.error());
 
 	// P5. setgroups=deny before gid_map (the kernel requires that order for
 	//     unprivileged writers; we keep it so the container can never call
@@ -527,7 +556,8 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 				return abortChild(r.error().wrap("--console-socket"));
 		}
 		sigprocmask(SIG_SETMASK, &origMask, nullptr);
-		return Outcome { 0, std::nullopt, (pid_t)pid };
+		// The container keeps its cgroup and link; `delete` removes them.
+		return Outcome { 0, std::nullopt, (pid_t)pid, cg->release() };
 	}
 	if (opts.onStarted)
 		opts.onStarted(opts.onStartedCtx, (pid_t)pid);
@@ -536,7 +566,11 @@ Outcome run(const Prepared& p, const RunOptions& opts)
 	int status = supervise(pidFd.get(), sigFd.get(), std::move(ptyMaster), std::move(outputRead), opts.graceSeconds);
 	releaseLink(p.network, *link); // its exceptions on the host: the container is gone
 	sigprocmask(SIG_SETMASK, &origMask, nullptr);
-	return Outcome { status, std::nullopt };
+	// P10. The container is gone (its PID 1 reaped, so every process of its
+	//      PID namespace): its cgroup goes too, nothing is left behind.
+	if (auto r = cg->remove(); !r)
+		return Outcome { status, r.error(), 0, {} };
+	return Outcome { status, std::nullopt, 0, {} };
 }
 
 } // namespace pukaipu

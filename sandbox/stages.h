@@ -3,10 +3,12 @@
 //
 //   prepare()  parent, before any namespace exists: validate the root, plan
 //              the mounts (guarded binds and generated files are rows of the
-//              plan), prepare the network, decide AppArmor, compile seccomp:
-//              everything that allocates or can fail on bad input.
-//   run()      parent: clone3 → id maps → rlimits → network → release the
-//              child → supervise; child: see the numbered list in stages.cc.
+//              plan), prepare the network, decide AppArmor, compile seccomp,
+//              plan the cgroup: everything that allocates or can fail on bad
+//              input.
+//   run()      parent: cgroup → clone3 into it → id maps → rlimits → network
+//              → release the child → supervise → remove the cgroup; child:
+//              see the numbered list in stages.cc.
 //
 // The launcher hands over ONE value: a Spec plus RunOptions. Nothing else
 // travels between the two, and nothing is decided in both.
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "apparmor.h"
+#include "cgroup.h"
 #include "base/error.h"
 #include "mounts.h"
 #include "network.h"
@@ -54,6 +57,14 @@ struct RunOptions {
 	// With process.terminal and detach: where the pty master goes
 	// (SCM_RIGHTS over this connected Unix socket, as runc's --console-socket).
 	int consoleSocketFd = -1;
+	// The spec's linux.resources go into a cgroup of the container's own
+	// (cgroup.h): cgroupPath, or when empty a default named after
+	// cgroupName. With limitsFromOwnCgroup no cgroup is made: pukaipu-run's
+	// own cgroup must already enforce them (prepare() checks), as
+	// pukaipu@USER.service does with its drop-in.
+	std::string cgroupPath;
+	std::string cgroupName;
+	bool limitsFromOwnCgroup = false;
 };
 
 struct Prepared {
@@ -62,6 +73,7 @@ struct Prepared {
 	NetworkOptions network;          // as prepareNetwork completed it
 	std::optional<SeccompProgram> seccomp;
 	bool applyAppArmor = false;      // the spec's profile applies (R3)
+	CgroupPlan cgroup;               // empty: no cgroup of its own (R6)
 	std::vector<std::string> warnings;
 	std::vector<std::string> notes;  // host-wide changes the start makes (ip_forward)
 };
@@ -75,6 +87,7 @@ struct Outcome {
 	int status = 0;              // pukaipu-run's exit status
 	std::optional<Error> error;  // printed once by the launcher
 	pid_t initPid = 0;           // detach: the container's init (host pid), waiting at the gate
+	std::vector<std::string> cgroupLeaves; // detach: its cgroup, for whoever deletes it
 };
 
 [[nodiscard]] Result<Prepared> prepare(Spec spec, const RunOptions& opts);

@@ -186,8 +186,10 @@ class StartOrder(unittest.TestCase):
         body = self.function("Outcome run(const Prepared& p, const RunOptions& opts)")
         self.assertInOrder(body, [
             "setgroups(0, nullptr)", "socketpair(", "sigprocmask(SIG_BLOCK", "assertSingleThreaded()",
-            "SYS_clone3", '"setgroups", "deny"', '"gid_map"', '"uid_map"', "prlimit(",
-            "networkFromParent(", "MsgKind::Go", "recvMsg(parentSock", "supervise(",
+            # the cgroup with its limits before the clone, the child born inside it
+            "Cgroup::create(", "enterSelf()", "CLONE_INTO_CGROUP", "SYS_clone3", "leaveSelf()",
+            '"setgroups", "deny"', '"gid_map"', '"uid_map"', "prlimit(",
+            "networkFromParent(", "MsgKind::Go", "recvMsg(parentSock", "supervise(", "cg->remove()",
         ])
 
     def test_prepare_steps(self):
@@ -195,6 +197,7 @@ class StartOrder(unittest.TestCase):
         self.assertInOrder(body, [
             "// R1.", "checkTrustedPath(", "// R2.", "planMounts(", "checkReach(", "prepareNetwork(", "generatedFile(",
             "// R3.", "checkAppArmor(", "// R4.", "loadOrCompileSeccomp(", "// R5.",
+            "// R6.", "checkOwnCgroupEnforces(", "planCgroupHere(",
         ])
 
     def test_header_lists_every_child_step(self):

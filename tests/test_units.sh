@@ -110,6 +110,14 @@ printf '[Socket]\nListenStream=\nListenStream=127.0.0.1:15500\n' >"$listen"
 out=$(pk set unitt --memory none --cpus none --tasks none 2>&1) || { echo "$out"; fail "pukaipu set failed"; }
 [ ! -e "$listen" ] && [ ! -e "$sd/pukaipu@unitt.socket.d" ] && echo "ok: set: the old listen drop-in is gone" ||
 	fail "set: the old listen drop-in is still there"
+# The instance's own limits are gone; pukaipu.json's defaults remain.
+expect_file "$limits" 'MemoryMax=4G' "set none: the default memoryMax"
+expect_file "$limits" 'TasksMax=4096' "set none: the default tasksMax"
+grep -q '^CPUQuota=' "$limits" && fail "set none: CPUQuota= outlived --cpus none"
+# No defaults either (a host that cannot enforce them): no drop-in at all.
+echo '{"listenAddress": "127.0.0.1", "portRange": [15500, 15510], "uidRange": [3900, 3950],
+       "memoryMax": "infinity", "tasksMax": 0}' >"$tmp/pukaipu.json"
+out=$(pk set unitt 2>&1) || { echo "$out"; fail "pukaipu set failed"; }
 [ ! -e "$limits" ] && [ ! -e "$sd/pukaipu@unitt.service.d" ] && echo "ok: set: no limits, no drop-in" ||
 	fail "set: the limits drop-in outlived its limits"
 verify "without limits"

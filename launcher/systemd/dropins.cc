@@ -77,9 +77,11 @@ std::string socketName(const std::string& user)
 	return "pukaipu@" + user + ".socket";
 }
 
-std::string renderLimitsDropIn(const InstanceConfig& inst)
+std::string renderLimitsDropIn(const GlobalConfig& g, const InstanceConfig& inst)
 {
-	const Limits& l = inst.limits;
+	// The limits that apply, global defaults included: pukaipu-run checks
+	// that its unit's cgroup enforces them (instance.cc, limitsFromOwnCgroup).
+	const Limits l = effectiveLimits(g, inst);
 	if (l.empty())
 		return "";
 	std::string s = std::string(kHeader) + "[Service]\n";
@@ -92,13 +94,13 @@ std::string renderLimitsDropIn(const InstanceConfig& inst)
 	return s;
 }
 
-Result<void> writeDropIns(const Paths& p, const InstanceConfig& inst)
+Result<void> writeDropIns(const Paths& p, const GlobalConfig& g, const InstanceConfig& inst)
 {
 	TRYV(ensureDir(p.systemdDir));
 	// A TCP ListenStream= from an earlier version would replace the
 	// template's Unix socket, and pukaipu-run refuses a TCP socket.
 	TRYV(writeOrRemove(dropInDir(p, socketName(inst.user)), kOldListenDropIn, ""));
-	TRYV(writeOrRemove(dropInDir(p, serviceName(inst.user)), kLimitsDropIn, renderLimitsDropIn(inst)));
+	TRYV(writeOrRemove(dropInDir(p, serviceName(inst.user)), kLimitsDropIn, renderLimitsDropIn(g, inst)));
 	return {};
 }
 

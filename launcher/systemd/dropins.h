@@ -29,11 +29,12 @@ inline constexpr const char* kLimitsDropIn = "50-pukaipu-limits.conf";
 [[nodiscard]] std::string serviceName(const std::string& user); // pukaipu@USER.service
 [[nodiscard]] std::string socketName(const std::string& user);  // pukaipu@USER.socket
 
-// "" when the instance has no limits (then the file is removed).
-[[nodiscard]] std::string renderLimitsDropIn(const InstanceConfig& inst);
+// The limits that apply to `inst` (its own, else g's defaults) as
+// MemoryMax=/CPUQuota=/TasksMax=; "" when there are none (then the file is removed).
+[[nodiscard]] std::string renderLimitsDropIn(const GlobalConfig& g, const InstanceConfig& inst);
 
 // Writes (or removes) the limits drop-in of `inst`; removes an old listen drop-in.
-[[nodiscard]] Result<void> writeDropIns(const Paths& p, const InstanceConfig& inst);
+[[nodiscard]] Result<void> writeDropIns(const Paths& p, const GlobalConfig& g, const InstanceConfig& inst);
 // Removes the drop-ins and their directories when they end up empty.
 [[nodiscard]] Result<void> removeDropIns(const Paths& p, const std::string& user);
 

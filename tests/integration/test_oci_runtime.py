@@ -322,6 +322,32 @@ class Runtime(unittest.TestCase):
         self.assertEqual(entry["msg"], "container 'missing' does not exist")
         self.assertIn("time", entry)
 
+    def test_resources_get_a_cgroup_that_delete_removes(self):
+        # linux.resources: the container's own cgroup (sandbox/cgroup.h),
+        # which outlives create and goes with delete.
+        spec = h.base_spec(["/bin/sh", "-c", "exec sleep 60"])
+        spec["linux"]["resources"] = {"pids": {"limit": 32}}
+        pidfile = os.path.join(self.out, "cg.pid")
+        r = self.oci("create", "--bundle", h.bundle("oci-cg", spec), "--pid-file", pidfile, "cg")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(pidfile) as f:
+            pid = int(f.read())
+        with open(os.path.join(self.root, "cg", "state.json")) as f:
+            leaves = json.load(f)["cgroups"]
+        self.assertTrue(leaves)
+        for leaf in leaves:
+            with open(os.path.join(leaf, "cgroup.procs")) as f:
+                self.assertIn(str(pid), f.read().split())
+            if os.path.exists(os.path.join(leaf, "pids.max")):
+                with open(os.path.join(leaf, "pids.max")) as f:
+                    self.assertEqual(f.read().strip(), "32")
+        self.assertEqual(self.oci("start", "cg").returncode, 0)
+        r = self.oci("delete", "--force", "cg")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.reap(pid)
+        for leaf in leaves:
+            self.assertFalse(os.path.exists(leaf), leaf)
+
     def test_list_features_version(self):
         pid, _ = self.create("listed", ["/bin/sh", "-c", "exec sleep 60"])
         r = self.oci("list", "--format", "json")

@@ -88,7 +88,12 @@ TEST_CASE("each unsupported field is named by its JSON path")
 		{ "/hooks", json::object(), "hooks: field not supported by pukaipu" },
 		{ "/process/selinuxLabel", "x", "process.selinuxLabel: field not supported by pukaipu" },
 		{ "/linux/sysctl", json::object(), "linux.sysctl: field not supported by pukaipu" },
-		{ "/linux/resources/memory", json::object(), "linux.resources.memory: field not supported by pukaipu" },
+		{ "/linux/resources/blockIO", json::object(), "linux.resources.blockIO: field not supported by pukaipu" },
+		{ "/linux/resources/memory/kernel", 1, "linux.resources.memory.kernel: field not supported by pukaipu" },
+		{ "/linux/resources/cpu/cpus", "0-1", "linux.resources.cpu.cpus: field not supported by pukaipu" },
+		{ "/linux/resources/pids/limit", 0, "linux.resources.pids.limit: expected a positive integer" },
+		{ "/linux/resources/memory/limit", -2, "linux.resources.memory.limit: expected a positive integer" },
+		{ "/linux/resources/memory/limit", 4096, "linux.resources.memory.limit: 4096 bytes is below 4 MiB" },
 		{ "/linux/namespaces/0/path", "/proc/1/ns/pid", "linux.namespaces[0].path: joining an existing namespace is not supported" },
 		{ "/mounts/0/uidMappings", json::array(), "mounts[0].uidMappings: field not supported by pukaipu" },
 		{ "/process/user/additionalGids", json::parse("[5]"), "process.user.additionalGids: not supported" },
@@ -174,4 +179,24 @@ TEST_CASE("seccomp in the spec is parsed, errors keep the linux.seccomp path")
 	REQUIRE(r);
 	REQUIRE(r->seccomp);
 	CHECK(r->seccomp->syscalls.size() == 1);
+}
+
+TEST_CASE("linux.resources: memory, pids and cpu become cgroup limits; -1 is none")
+{
+	auto j = runcSpecEdited();
+	j["linux"]["resources"]["memory"] = { { "limit", 64 << 20 }, { "swap", 128 << 20 } };
+	j["linux"]["resources"]["pids"] = { { "limit", -1 } };
+	j["linux"]["resources"]["cpu"] = { { "quota", 50000 }, { "shares", 512 } };
+	auto r = parseSpec(j, "/b");
+	REQUIRE_MESSAGE(r, (r ? "" : r.error().message()));
+	CHECK(r->resources.memoryMax == (64u << 20));
+	CHECK(r->resources.memorySwapMax == (128u << 20));
+	CHECK_FALSE(r->resources.pidsMax);
+	CHECK(r->resources.cpuQuotaUs == 50000u);
+	CHECK(r->resources.cpuPeriodUs == 100000u); // the kernel's default, as runc
+	CHECK(r->resources.cpuShares == 512u);
+	// `runc spec`'s devices rule alone: no limits, no cgroup.
+	auto plain = parseSpec(runcSpecEdited(), "/b");
+	REQUIRE(plain);
+	CHECK(plain->resources.empty());
 }
