@@ -31,6 +31,12 @@ global
 	user haproxy
 	group haproxy
 	ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets
+	# No session cache, so no resumption at all (TLS 1.2 session ids, TLS
+	# 1.3 stateful tickets): OpenSSL resumes a TLS 1.2 session made for one
+	# instance under another's SNI, and a resumed session keeps the client
+	# certificate it was made with, also after a renew. Every connection
+	# makes a full handshake with its certificate (tests: test_front.py).
+	tune.ssl.cachesize 0
 	# cert renew and set reach the running workers through the master CLI
 	# (front_runtime.h) and drop nobody. create and remove reload: the old
 	# worker keeps serving the desktops that are open (WebSockets live up

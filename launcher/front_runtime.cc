@@ -34,7 +34,7 @@ std::string withPayload(const std::string& command, const std::string& pem)
 		if (!line.empty())
 			out += line + "\n";
 	}
-	return out;
+	return out + "\n"; // the empty line that ends the payload
 }
 
 // The instance (backend) of a front-dir file: USER.pem, USER-client-ca.crt.
@@ -195,6 +195,29 @@ Result<std::vector<pid_t>> workers(const std::string& masterSocket)
 	return out;
 }
 
+namespace {
+
+// A worker that stops after a reload has its proxies disabled and refuses
+// `shutdown sessions server`; its sessions of that backend are closed one
+// by one (`show sess`: "0xPTR: proto=... fe=desktops be=USER srv=s ...").
+Result<void> shutdownEach(const std::string& masterSocket, const std::string& prefix, const std::string& backend)
+{
+	TRY(list, cliCommand(masterSocket, prefix + "show sess"));
+	std::istringstream in(*list);
+	for (std::string line; std::getline(in, line);) {
+		size_t colon = line.find(':');
+		if (!line.starts_with("0x") || colon == std::string::npos || line.find(" be=" + backend + " ") == std::string::npos)
+			continue;
+		TRY(answer, cliCommand(masterSocket, prefix + "shutdown session " + line.substr(0, colon)));
+		// A session that ended in between is fine.
+		if (!trim(*answer).empty() && answer->find("No such session") == std::string::npos)
+			return fail("shutdown session %s: %s", line.substr(0, colon).c_str(), trim(*answer).c_str());
+	}
+	return {};
+}
+
+} // namespace
+
 Result<void> applyRuntime(const std::string& masterSocket, const std::vector<std::string>& commands)
 {
 	if (commands.empty())
@@ -202,7 +225,14 @@ Result<void> applyRuntime(const std::string& masterSocket, const std::vector<std
 	TRY(pids, workers(masterSocket));
 	for (pid_t pid : *pids)
 		for (const auto& cmd : commands) {
-			TRY(answer, cliCommand(masterSocket, "@!" + std::to_string(pid) + " " + cmd));
+			const std::string prefix = "@!" + std::to_string(pid) + " ";
+			TRY(answer, cliCommand(masterSocket, prefix + cmd));
+			const std::string shutdownServer = "shutdown sessions server ";
+			if (cmd.starts_with(shutdownServer) && trim(*answer) == "Proxy is disabled.") {
+				const std::string server = cmd.substr(shutdownServer.size());
+				TRYV(shutdownEach(masterSocket, prefix, server.substr(0, server.find('/'))));
+				continue;
+			}
 			if (!accepted(cmd, *answer)) {
 				const std::string first = cmd.substr(0, cmd.find(" <<"));
 				return fail("haproxy worker %d refused '%s': %s", (int)pid, first.c_str(), trim(*answer).c_str());

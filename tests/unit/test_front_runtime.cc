@@ -32,7 +32,7 @@ TEST_CASE("a renew: serial map, then the client CA, then the instance's sessions
 	// then refuses its handshakes, and only then are open sessions cut (a
 	// session opened in between is already refused by the map).
 	CHECK((*cmds)[0] == "set map /f/serials.map john.example.org 0C");
-	CHECK((*cmds)[1] == "set ssl ca-file /f/john-client-ca.crt <<\n-----BEGIN CERTIFICATE-----\nNEW\n-----END CERTIFICATE-----\n");
+	CHECK((*cmds)[1] == "set ssl ca-file /f/john-client-ca.crt <<\n-----BEGIN CERTIFICATE-----\nNEW\n-----END CERTIFICATE-----\n\n");
 	CHECK((*cmds)[2] == "commit ssl ca-file /f/john-client-ca.crt");
 	CHECK((*cmds)[3] == "shutdown sessions server john/s");
 }
@@ -44,7 +44,7 @@ TEST_CASE("a server certificate goes first, and cuts its instance's sessions")
 	auto cmds = runtimeCommands("/f", c);
 	REQUIRE(cmds);
 	REQUIRE(cmds->size() == 3);
-	CHECK((*cmds)[0] == "set ssl cert /f/bob.pem <<\nB\n");
+	CHECK((*cmds)[0] == "set ssl cert /f/bob.pem <<\nB\n\n");
 	CHECK((*cmds)[1] == "commit ssl cert /f/bob.pem");
 	CHECK((*cmds)[2] == "shutdown sessions server bob/s");
 }
