@@ -103,18 +103,7 @@ class Front(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        # SIGTERM again until it is gone: one sent while the master re-executes
-        # itself for a reload (SIGUSR2, e.g. from remove) can be lost.
-        pid = cls.master()
-        for i in range(200):
-            try:
-                if not os.readlink(f"/proc/{pid}/exe").endswith("/haproxy"):
-                    break
-                if i % 10 == 0:
-                    os.kill(pid, signal.SIGTERM if i < 150 else signal.SIGKILL)
-            except OSError:
-                break
-            time.sleep(0.05)
+        h.stop_front(os.path.join(cls.s.run_dir, "front.pid"))
         for d in getattr(cls, "desks", []):
             d.stop()
         cls.s.cleanup()
