@@ -65,12 +65,15 @@ void warnAll(const std::vector<std::string>& warnings)
 
 // The front door follows create, remove, cert renew and set; its failure
 // does not undo them.
-void refreshFront(const Paths& p, const GlobalConfig& g)
+// Returns whether it is up to date.
+bool refreshFront(const Paths& p, const GlobalConfig& g)
 {
-	if (auto r = front::refresh(p, g); !r)
+	auto r = front::refresh(p, g);
+	if (!r)
 		std::fprintf(stderr, "pukaipu: warning: front door not updated: %s\n", r.error().message().c_str());
 	else if (!r->empty())
 		std::fprintf(stderr, "pukaipu: note: %s\n", r->c_str());
+	return r.has_value();
 }
 
 // "none" (no limit; 0 once parsed) or what `v` accepts. Literally 0 is
@@ -324,11 +327,14 @@ int main(int argc, char** argv)
 		auto r = renewClientCert(paths, *global, user);
 		if (!r)
 			return report(r.error());
-		refreshFront(paths, *global);
+		bool upToDate = refreshFront(paths, *global);
 		std::printf("renewed the client certificate of '%s': %s\n", user.c_str(), r->p12Path.c_str());
 		std::printf("passphrase (shown once, never stored): %s\n", r->passphrase.c_str());
-		std::printf("older certificates of '%s' are refused by the front door from now on, and its open "
-			    "sessions were closed\n", user.c_str());
+		if (upToDate && front::runningPid(paths))
+			std::printf("the front door refuses older certificates of '%s' from now on; its open sessions were "
+				    "closed\n", user.c_str());
+		else if (upToDate)
+			std::printf("older certificates of '%s' are refused once the front door runs\n", user.c_str());
 		return 0;
 	}
 	if (remove->parsed()) {

@@ -53,16 +53,26 @@ class Conn:
     """Frames over a connected socket (plain, Unix or TLS). Clients mask."""
 
     def __init__(self, sock, rest=b"", mask=True):
-        self.sock, self.buf, self.mask = sock, rest, mask
+        self.sock, self.buf, self.mask = sock, bytearray(rest), mask
 
     def _need(self, n):
-        while len(self.buf) < n:
-            chunk = self.sock.recv(max(65536, n - len(self.buf)))
-            if not chunk:
+        """n bytes: what is buffered, then straight into a buffer of size n
+        (recv_into; no copying a growing buffer again per TLS record)."""
+        if len(self.buf) >= n:
+            out = bytes(self.buf[:n])
+            del self.buf[:n]
+            return out
+        out = bytearray(n)
+        have = len(self.buf)
+        out[:have] = self.buf
+        self.buf.clear()
+        view = memoryview(out)
+        while have < n:
+            got = self.sock.recv_into(view[have:], n - have)
+            if not got:
                 raise EOFError("connection closed")
-            self.buf += chunk
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
+            have += got
+        return bytes(out)
 
     def send(self, payload, opcode=None):
         if isinstance(payload, str):
