@@ -300,8 +300,31 @@ class Front(unittest.TestCase):
                 for reused, status in [own] + cross:
                     self.assertEqual((reused, status), (False, 0))
 
+    def test_x_renew_without_runtime_api_reloads(self):
+        old = self.keep_old("fb")
+        cli = os.path.join(self.s.run_dir, "front-master.sock")
+        os.rename(cli, cli + ".away")
+        try:
+            r = self.run_tool("cert", "renew", "fb")
+        finally:
+            os.rename(cli + ".away", cli)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertRegex(lines[0], r"^pukaipu: note: front door: runtime API unavailable \(connect to '.*': "
+                                   r"No such file or directory\); reloaded HAProxy instead")
+        self.take_pem("fb", r.stdout)
+        # The reload reads the files renew wrote: the new certificate opens
+        # fb, the old one nothing.
+        for _ in range(100):
+            if self.get("fb")[0] == 200 and self.get("fb", pem=old)[0] == 0:
+                break
+            time.sleep(0.05)
+        self.assertEqual(self.get("fb"), (200, b"desktop fb\n"))
+        self.assertEqual(self.get("fb", pem=old)[0], 0)
+
     def test_y_renew_refuses_old_cert_and_closes_its_sessions(self):
-        old = self.pem["fa"]
+        old = self.keep_old("fa")
         master = self.master()
         sessions = {}
         for version in ("-tls1_2", "-tls1_3"):
@@ -378,6 +401,15 @@ class Front(unittest.TestCase):
         self.assertIn(f"fa.front.test {self.serial_of(self.pem['fa'][0])}\n", self.read("serials.map"))
         fb_ws.close()
         self.assertEqual(self.run_tool("remove", "fd").returncode, 0)
+
+    def keep_old(self, user):
+        """A copy of `user`'s current client certificate and key (take_pem
+        overwrites the files after a renew)."""
+        out = []
+        for path in self.pem[user]:
+            out.append(path + ".old")
+            shutil.copy(path, out[-1])
+        return tuple(out)
 
     def workers(self):
         """Worker pids from the master CLI's `show proc` (current first); []

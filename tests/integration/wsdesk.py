@@ -125,6 +125,12 @@ class Conn:
 class _Handler(socketserver.BaseRequestHandler):
     def handle(self):
         try:
+            self.serve()
+        except OSError:  # the front door closed the connection (a shutdown, a refusal)
+            pass
+
+    def serve(self):
+        try:
             head, rest = read_head(self.request)
         except (EOFError, ValueError, OSError):
             return
