@@ -155,9 +155,12 @@ std::string status(const Paths& p)
 	struct stat st;
 	const std::string cfg = p.frontDir + "/haproxy.cfg";
 	out += "config: " + cfg + (stat(cfg.c_str(), &st) == 0 ? "" : " (not written yet: pukaipu front reload)") + "\n";
-	if (pid_t pid = runningPid(p))
+	if (pid_t pid = runningPid(p)) {
 		out += "haproxy: running, master pid " + std::to_string(pid) + " (" + pidFile(p) + "), log " + logFile(p) + "\n";
-	else
+		auto w = workers(masterSocket(p));
+		out += w ? "runtime API: " + masterSocket(p) + ", " + std::to_string(w->size()) + " worker(s)\n"
+			 : "runtime API: unavailable (" + w.error().message() + "): changes reload HAProxy\n";
+	} else
 		out += "haproxy: not running (no live haproxy in " + pidFile(p) + ")\n";
 	return out;
 }

@@ -137,6 +137,7 @@ class Front(unittest.TestCase):
         r = self.run_tool("front", "status")
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("haproxy: running", r.stdout)
+        self.assertIn(f"runtime API: {self.s.run_dir}/front-master.sock, 1 worker(s)\n", r.stdout)
         r = self.run_tool("front", "sni-map")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(r.stdout, f"fa.front.test 127.0.0.1:{self.port}\ndesk.example.test 127.0.0.1:{self.port}\n")
