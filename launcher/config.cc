@@ -242,6 +242,27 @@ Result<uint16_t> getFrontPort(const json& j, const std::string& path)
 	return (uint16_t)*v;
 }
 
+// frontProxyFrom: addresses or CIDR ranges (IP or IP/LEN), each checked.
+Result<std::vector<std::string>> getProxyFrom(const json& j, const std::string& path)
+{
+	TRY(v, getStrings(j, path));
+	for (const auto& s : *v) {
+		size_t slash = s.find('/');
+		auto ip = parseIpLiteral(s.substr(0, slash));
+		bool ok = ip.has_value();
+		if (ok && slash != std::string::npos) {
+			const std::string len = s.substr(slash + 1);
+			unsigned max = ip->family == AF_INET ? 32 : 128;
+			ok = !len.empty() && len.size() <= 3 && len.find_first_not_of("0123456789") == std::string::npos &&
+			     (unsigned)std::stoul(len) <= max;
+		}
+		if (!ok)
+			return fail("%s: '%s' is not an IP address or CIDR range (e.g. 192.0.2.1 or 10.0.0.0/8)", path.c_str(),
+				    s.c_str());
+	}
+	return v;
+}
+
 Result<std::string> getAppArmorPolicy(const json& j, const std::string& path)
 {
 	return getOneOf(j, path, { "required", "optional" });
@@ -310,13 +331,14 @@ Result<GlobalConfig> parseGlobalConfig(const json& j)
 	c.seccompProfile = std::string(PUKAIPU_DATADIR) + "/seccomp/default.json";
 	TRYV(onlyKeys(j, "", { "rootfs", "uidRange", "portRange", "listenAddress", "apparmor", "seccompProfile",
 			       "session", "shmSize", "tmpSize", "runtimeDirSize", "memoryMax", "tasksMax", "network", "certificateDays", "graceSeconds",
-			       "idleSeconds", "domain", "frontPort" }));
+			       "idleSeconds", "domain", "frontPort", "frontProxyFrom" }));
 	TRYV(optionalField(j, "rootfs", "", c.rootfs, getAbsolutePath));
 	TRYV(optionalField(j, "uidRange", "", c.uids, getUidRange));
 	TRYV(optionalField(j, "portRange", "", c.ports, getPortRange));
 	TRYV(optionalField(j, "listenAddress", "", c.listenAddress, getListenAddress));
 	TRYV(optionalField(j, "domain", "", c.domain, getDomain));
 	TRYV(optionalField(j, "frontPort", "", c.frontPort, getFrontPort));
+	TRYV(optionalField(j, "frontProxyFrom", "", c.frontProxyFrom, getProxyFrom));
 	TRYV(optionalSection(j, "apparmor", "", c, field("policy", &GlobalConfig::apparmorPolicy, getAppArmorPolicy),
 			     field("profile", &GlobalConfig::apparmorProfile, getString)));
 	// "" = no seccomp filter (only for debugging)
@@ -367,6 +389,7 @@ void to_json(json& j, const GlobalConfig& c)
 		{ "listenAddress", c.listenAddress },
 		{ "domain", c.domain },
 		{ "frontPort", c.frontPort },
+		{ "frontProxyFrom", c.frontProxyFrom },
 		{ "apparmor", { { "policy", c.apparmorPolicy }, { "profile", c.apparmorProfile } } },
 		{ "seccompProfile", c.seccompProfile },
 		{ "session", { { "command", c.sessionCommand }, { "shell", c.shellCommand } } },

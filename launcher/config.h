@@ -54,6 +54,10 @@ struct GlobalConfig {
 	std::string listenAddress = "0.0.0.0"; // the front door's bind address
 	std::string domain = "localhost";      // an instance's name: USER.domain (unless --fqdn)
 	uint16_t frontPort = 443;              // the front door's port
+	// Addresses (IP or CIDR) whose connections to the front door start with
+	// a PROXY protocol header (v1 or v2): an SNI router in front of several
+	// hosts. Empty: nobody may send one.
+	std::vector<std::string> frontProxyFrom;
 	std::string apparmorPolicy = "required"; // or "optional"
 	std::string apparmorProfile = "pukaipu-session";
 	std::string seccompProfile;              // default: DATADIR/seccomp/default.json

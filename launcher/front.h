@@ -10,8 +10,11 @@
 //   backends.map, origins.map, serials.map   name -> backend, Origin, the
 //                     current client certificate's serial (ssl_c_serial,hex)
 //   USER.pem (0640 root:haproxy), USER-client-ca.crt, default.pem, nobody-ca.crt
-// and then starts HAProxy (master-worker, pid in RUN_DIR/front.pid, log in
-// RUN_DIR/front.log) or makes the running one reload (SIGUSR2).
+// and then starts HAProxy (master-worker, pid in RUN_DIR/front.pid, log and
+// access log in RUN_DIR/front.log, master CLI on RUN_DIR/front-master.sock)
+// or makes the running one reload (SIGUSR2). A change that needs no new
+// backend (cert renew) reaches the running workers through the master CLI
+// instead (front_runtime.h): nobody is dropped.
 #pragma once
 
 #include <string>
@@ -20,6 +23,7 @@
 
 #include "base/error.h"
 #include "config.h"
+#include "front_runtime.h"
 
 namespace pukaipu::front {
 
@@ -29,9 +33,16 @@ namespace pukaipu::front {
 // https://NAME, with :PORT unless the port is 443.
 [[nodiscard]] std::string originOf(const std::string& name, uint16_t port);
 
+// ADDRESS:PORT, with [ADDRESS] for IPv6.
+[[nodiscard]] std::string hostPort(const std::string& address, uint16_t port);
+
 // Writes the files; the new configuration replaces the old one only when
 // `haproxy -c` accepts it (else the old files stay and the error says why).
-[[nodiscard]] Result<void> generate(const Paths& p, const GlobalConfig& g);
+// Returns each file's contents before and after.
+[[nodiscard]] Result<Changes> generate(const Paths& p, const GlobalConfig& g);
+
+// RUN_DIR/front-master.sock: the master CLI (`haproxy -S`, root only).
+[[nodiscard]] std::string masterSocket(const Paths& p);
 
 // The master's pid when the front door's HAProxy runs (RUN_DIR/front.pid
 // names a live haproxy), else 0.
@@ -40,9 +51,12 @@ namespace pukaipu::front {
 // generate(), then start HAProxy or make it reload. Returns what happened.
 [[nodiscard]] Result<std::string> reload(const Paths& p, const GlobalConfig& g);
 
-// After create, remove, cert renew: generate() and reload only if it runs.
-// Nothing when the front door was never set up (no haproxy.cfg yet).
-[[nodiscard]] Result<void> refresh(const Paths& p, const GlobalConfig& g);
+// After create, remove, cert renew, set: generate(), and when HAProxy runs
+// and a file changed, bring it up to date: through the runtime API when no
+// backend came or went, else (or when that fails) by a reload. Nothing when
+// the front door was never set up (no haproxy.cfg yet). Returns one line
+// for the administrator when the runtime API could not be used ("" else).
+[[nodiscard]] Result<std::string> refresh(const Paths& p, const GlobalConfig& g);
 
 // `pukaipu front status`: one line per fact.
 [[nodiscard]] std::string status(const Paths& p);

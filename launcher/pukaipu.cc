@@ -63,12 +63,17 @@ void warnAll(const std::vector<std::string>& warnings)
 		std::fprintf(stderr, "pukaipu: warning: %s\n", w.c_str());
 }
 
-// The front door follows create, remove and cert renew; its failure does
-// not undo them.
-void refreshFront(const Paths& p, const GlobalConfig& g)
+// The front door follows create, remove, cert renew and set; its failure
+// does not undo them.
+// Returns whether it is up to date.
+bool refreshFront(const Paths& p, const GlobalConfig& g)
 {
-	if (auto r = front::refresh(p, g); !r)
+	auto r = front::refresh(p, g);
+	if (!r)
 		std::fprintf(stderr, "pukaipu: warning: front door not updated: %s\n", r.error().message().c_str());
+	else if (!r->empty())
+		std::fprintf(stderr, "pukaipu: note: %s\n", r->c_str());
+	return r.has_value();
 }
 
 // "none" (no limit; 0 once parsed) or what `v` accepts. Literally 0 is
@@ -217,7 +222,7 @@ int main(int argc, char** argv)
 	remove->add_flag("--purge-home", purge, "also delete the home and the user (only users pukaipu created)");
 	auto* cert = app.add_subcommand("cert", "certificates");
 	cert->require_subcommand(1);
-	auto* renew = cert->add_subcommand("renew", "new client CA, certificate and passphrase; older certificates stop working at the next start");
+	auto* renew = cert->add_subcommand("renew", "new client CA, certificate and passphrase; the front door refuses older certificates at once and closes their sessions");
 	renew->add_option("USER", user)->required();
 	auto* set = app.add_subcommand("set", "change an instance's limits or idle timeout and rewrite its systemd drop-ins\n"
 					      "(they apply from the next start: systemctl restart pukaipu@USER)");
@@ -322,11 +327,14 @@ int main(int argc, char** argv)
 		auto r = renewClientCert(paths, *global, user);
 		if (!r)
 			return report(r.error());
-		refreshFront(paths, *global);
+		bool upToDate = refreshFront(paths, *global);
 		std::printf("renewed the client certificate of '%s': %s\n", user.c_str(), r->p12Path.c_str());
 		std::printf("passphrase (shown once, never stored): %s\n", r->passphrase.c_str());
-		std::printf("older certificates of '%s' are refused from the instance's next start%s\n", user.c_str(),
-			    running(paths, user) ? " (it is running now: restart it)" : "");
+		if (upToDate && front::runningPid(paths))
+			std::printf("the front door refuses older certificates of '%s' from now on; its open sessions were "
+				    "closed\n", user.c_str());
+		else if (upToDate)
+			std::printf("older certificates of '%s' are refused once the front door runs\n", user.c_str());
 		return 0;
 	}
 	if (remove->parsed()) {
@@ -348,6 +356,8 @@ int main(int argc, char** argv)
 		if (!r)
 			return report(r.error());
 		warnAll(r->warnings);
+		if (r->changed)
+			refreshFront(paths, *global);
 		std::printf("%s instance '%s'\n", r->changed ? "changed" : "unchanged", user.c_str());
 		if (r->changed && running(paths, user))
 			std::printf("it is running: a new idle timeout applies from its next start; for the limits, "

@@ -248,3 +248,23 @@ def main():
 
 def cleanup_dir(path):
     shutil.rmtree(path, ignore_errors=True)
+
+
+def stop_front(pid_file):
+    """Stops the front door's HAProxy whose master wrote `pid_file`: SIGTERM
+    again until it is gone (one sent while the master re-executes itself for
+    a reload can be lost), SIGKILL after 7.5 s."""
+    try:
+        with open(pid_file) as f:
+            pid = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    for i in range(200):
+        try:
+            if not os.readlink(f"/proc/{pid}/exe").endswith("/haproxy"):
+                break
+            if i % 10 == 0:
+                os.kill(pid, signal.SIGTERM if i < 150 else signal.SIGKILL)
+        except OSError:
+            break
+        time.sleep(0.05)

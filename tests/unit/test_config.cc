@@ -153,3 +153,16 @@ TEST_CASE("instance.json: optional keys round-trip, defaults are left out, error
 	CHECK(bad("limits", { { "tasks", 3 } }) == "limits.tasks: 3 is not between 16 and 4194304");
 	CHECK(bad("grants", { { "gpu", "yes" } }) == "grants.gpu: 'yes' is not one of: on, off");
 }
+
+TEST_CASE("frontProxyFrom: IP addresses and CIDR ranges only")
+{
+	auto c = parseGlobalConfig(json::parse(R"({"frontProxyFrom": ["192.0.2.1", "10.0.0.0/8", "2001:db8::/32"]})"));
+	REQUIRE(c);
+	CHECK(c->frontProxyFrom == std::vector<std::string> { "192.0.2.1", "10.0.0.0/8", "2001:db8::/32" });
+	CHECK(parseGlobalConfig(json::parse("{}"))->frontProxyFrom.empty());
+	for (const char* bad : { R"({"frontProxyFrom": ["router.example"]})", R"({"frontProxyFrom": ["10.0.0.0/33"]})",
+				 R"({"frontProxyFrom": ["10.0.0.0/"]})", R"({"frontProxyFrom": ["::/129"]})",
+				 R"({"frontProxyFrom": ["10.0.0.1/8x"]})" })
+		CHECK(globalError(bad).find("is not an IP address or CIDR range") != std::string::npos);
+	CHECK(globalError(R"({"frontProxyFrom": "10.0.0.1"})").find("frontProxyFrom") != std::string::npos);
+}
