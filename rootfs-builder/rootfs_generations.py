@@ -14,6 +14,7 @@ old or the new target, never none. pukaipu-run writes RUN_DIR/USER/rootfs-PID
 it when the instance ends; a generation named by a record of a live process,
 or that is `current` or `previous`, is never removed.
 """
+import calendar
 import json
 import os
 import re
@@ -326,7 +327,7 @@ def list_rows(base, run_dir):
         info = read_info(base, g)
         lock = read_lock(root)
         users, pids = users_of(base, g, records)
-        built = info.get("built") or int(os.lstat(root).st_mtime)
+        built = info.get("built") or calendar.timegm(time.strptime(g[:16], "%Y%m%dT%H%M%SZ"))
         rows.append({
             "generation": g,
             "state": "current" if g == cur else "previous" if g == prev else "",
