@@ -211,13 +211,16 @@ class Generations(unittest.TestCase):
         dead = subprocess.Popen(["true"])
         dead.wait()
         os.rename(record, os.path.join(os.path.dirname(record), f"rootfs-{dead.pid}"))
+        # A run that changes nothing still collects.
+        r = self.build()
+        self.assertIn("nothing changed", r.stderr)
+        self.assertIn(f"removed generation {g1}", r.stderr)
+        self.assertEqual(self.gens(), [g2, g3], r.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.base, g1 + ".json")))
         time.sleep(1.1)
         r = self.build("--rebuild")
-        g4 = self.current()
-        self.assertEqual(self.gens(), [g3, g4], r.stderr)
-        self.assertIn(f"removed generation {g1}", r.stderr)
+        self.assertEqual(self.gens(), [g3, self.current()], r.stderr)
         self.assertIn(f"removed generation {g2}", r.stderr)
-        self.assertFalse(os.path.exists(os.path.join(self.base, g1 + ".json")))
 
     def own_bytes(self, gen):
         import rootfs_generations as G
