@@ -304,6 +304,16 @@ Result<uint32_t> getIdleSeconds(const json& j, const std::string& path)
 	return v;
 }
 
+Result<uint32_t> getStaleDays(const json& j, const std::string& path)
+{
+	return getU32Within(j, path, 0, 3650);
+}
+
+Result<uint32_t> getCheckSeconds(const json& j, const std::string& path)
+{
+	return getU32Within(j, path, 1, 86400);
+}
+
 Result<std::string> getMemoryLimit(const json& j, const std::string& path)
 {
 	TRY(s, getString(j, path));
@@ -331,7 +341,7 @@ Result<GlobalConfig> parseGlobalConfig(const json& j)
 	c.seccompProfile = std::string(PUKAIPU_DATADIR) + "/seccomp/default.json";
 	TRYV(onlyKeys(j, "", { "rootfs", "uidRange", "portRange", "listenAddress", "apparmor", "seccompProfile",
 			       "session", "shmSize", "tmpSize", "runtimeDirSize", "memoryMax", "tasksMax", "network", "certificateDays", "graceSeconds",
-			       "idleSeconds", "domain", "frontPort", "frontProxyFrom" }));
+			       "idleSeconds", "domain", "frontPort", "frontProxyFrom", "rootfsUpdate" }));
 	TRYV(optionalField(j, "rootfs", "", c.rootfs, getAbsolutePath));
 	TRYV(optionalField(j, "uidRange", "", c.uids, getUidRange));
 	TRYV(optionalField(j, "portRange", "", c.ports, getPortRange));
@@ -362,6 +372,8 @@ Result<GlobalConfig> parseGlobalConfig(const json& j)
 	TRYV(optionalField(j, "certificateDays", "", c.certDays, getCertDays));
 	TRYV(optionalField(j, "graceSeconds", "", c.graceSeconds, getGraceSeconds));
 	TRYV(optionalField(j, "idleSeconds", "", c.idleSeconds, getIdleSeconds));
+	TRYV(optionalSection(j, "rootfsUpdate", "", c, field("staleDays", &GlobalConfig::staleDays, getStaleDays),
+			     field("checkSeconds", &GlobalConfig::swapCheckSeconds, getCheckSeconds)));
 	return c;
 }
 
@@ -406,6 +418,7 @@ void to_json(json& j, const GlobalConfig& c)
 		{ "certificateDays", c.certDays },
 		{ "graceSeconds", c.graceSeconds },
 		{ "idleSeconds", c.idleSeconds },
+		{ "rootfsUpdate", { { "staleDays", c.staleDays }, { "checkSeconds", c.swapCheckSeconds } } },
 	};
 }
 

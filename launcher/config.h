@@ -85,6 +85,12 @@ struct GlobalConfig {
 	// client (0 = never); instances may override it. Only useful with
 	// pukaipu@USER.socket, which listens again once the session is gone.
 	uint32_t idleSeconds = 0;
+	// Rootfs generations (rootfs-builder(8)): a desktop whose generation
+	// has been behind `current` for staleDays restarts at the next moment
+	// without a client (with idleSeconds > 0: at once when it has none);
+	// pukaipu-run checks every checkSeconds.
+	uint32_t staleDays = 7;
+	uint32_t swapCheckSeconds = 60;
 };
 
 // Per-instance resource limits, applied by systemd from a drop-in of

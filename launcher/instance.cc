@@ -291,6 +291,11 @@ Result<InstanceStart> composeInstance(const Paths& paths, const InstanceRequest&
 	s.inst = std::move(*inst);
 	s.user = std::move(*who);
 	s.rt = RuntimePaths::forUser(paths, req.user);
+	// `current` is resolved here, once: everything below (grant facts, the
+	// spec's root.path) sees the same generation, whatever a build does meanwhile.
+	TRY(gen, resolveRootfs(global->rootfs));
+	s.rootfs = std::move(*gen);
+	global->rootfs = s.rootfs.path;
 
 	TRY_CTX(policy, parseAppArmorPolicy(req.apparmorPolicy.empty() ? global->apparmorPolicy : req.apparmorPolicy),
 		"--apparmor");
@@ -357,6 +362,7 @@ Result<InstanceStart> composeInstance(const Paths& paths, const InstanceRequest&
 		TRYV(guardBind(*spec, m.container, forbidden, FileIdentity { m.dev, m.ino }));
 	}
 	s.spec = std::move(*spec);
+	s.global = std::move(*global);
 	return s;
 }
 

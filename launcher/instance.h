@@ -11,6 +11,7 @@
 
 #include "base/error.h"
 #include "config.h"
+#include "generation.h"
 #include "sandbox/stages.h"
 
 namespace pukaipu {
@@ -89,6 +90,8 @@ struct InstanceStart {
 	InstanceConfig inst;
 	UserInfo user;
 	RuntimePaths rt; // rt.socket: the desktop's listening socket (fd 3)
+	RootfsGeneration rootfs; // `current` resolved once: the spec's root.path
+	GlobalConfig global;     // as this start used it (rootfs: the generation's directory)
 };
 
 // Loads the configuration and the instance, checks the user, and composes

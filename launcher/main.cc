@@ -10,6 +10,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <csignal>
+#include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -19,6 +22,7 @@
 #include "base/file_io.h"
 #include "cli.h"
 #include "config.h"
+#include "generation.h"
 #include "grants.h"
 #include "instance.h"
 #include "listen.h"
@@ -39,6 +43,34 @@ int report(const Error& e, int status)
 void warn(const std::string& w)
 {
 	std::fprintf(stderr, "pukaipu-run: warning: %s\n", w.c_str());
+}
+
+struct DesktopWatch {
+	bool active = false;
+	std::string user, runUserDir, socket;
+	RootfsGeneration rootfs;
+	uint32_t idleSeconds = 0, staleDays = 7, checkSeconds = 60;
+};
+
+[[noreturn]] void watchDesktop(DesktopWatch w)
+{
+	const std::string request = restartRequest(w.runUserDir);
+	for (;;) {
+		sleep(w.checkSeconds);
+		struct stat st;
+		const bool requested = lstat(request.c_str(), &st) == 0;
+		const Behind b = w.rootfs.generation.empty() ? Behind {} : behindCurrent(w.rootfs.base, w.rootfs.generation);
+		std::string why = swapReason(w.rootfs.generation, b, clientConnections(w.socket), w.idleSeconds,
+					     w.staleDays, requested);
+		if (why.empty())
+			continue;
+		unlink(request.c_str());
+		std::fprintf(stderr, "pukaipu-run: %s: restarting on the current rootfs generation: %s\n", w.user.c_str(),
+			     why.c_str());
+		kill(getpid(), SIGTERM); // the supervisor's signalfd: the same graceful stop as systemctl stop
+		for (;;)
+			pause();
+	}
 }
 
 } // namespace
@@ -124,6 +156,8 @@ int main(int argc, char** argv)
 			      kExitSetupFailed);
 
 	// L2-L3. ONE value for the sandbox: the spec and its RunOptions.
+	std::string genRecord; // RUN_DIR/USER/rootfs-PID (generation.h)
+	DesktopWatch desktopWatch;
 	Spec spec;
 	RunOptions opts;
 	if (!bundle.empty()) {
@@ -178,12 +212,29 @@ int main(int argc, char** argv)
 				warn(sock->warning);
 			std::fprintf(stderr, "pukaipu-run: %s: listening socket %s\n", user.c_str(), sock->how.c_str());
 		}
+		// L6. The generation this start pinned, recorded BEFORE prepare()
+		// opens the rootfs: rootfs-builder removes no generation a live
+		// record names (test_rootfs_generations.py).
+		genRecord = generationRecord(start->rt.dir, getpid());
+		if (auto r = writeFileAtomic(genRecord, start->rootfs.path + "\n", 0644); !r)
+			return report(r.error(), kExitSetupFailed);
+		if (!start->rootfs.generation.empty())
+			std::fprintf(stderr, "pukaipu-run: %s: rootfs generation %s\n", user.c_str(),
+				     start->rootfs.generation.c_str());
+		if (!shell) {
+			desktopWatch = DesktopWatch { true, user, start->rt.dir, start->rt.socket, start->rootfs,
+						      effectiveIdleSeconds(start->global, start->inst), start->global.staleDays,
+						      start->global.swapCheckSeconds };
+		}
 		spec = std::move(start->spec);
 		opts = std::move(start->opts);
 	}
 	auto prepared = prepare(std::move(spec), opts);
-	if (!prepared)
+	if (!prepared) {
+		if (!genRecord.empty())
+			unlink(genRecord.c_str());
 		return report(prepared.error(), kExitSetupFailed);
+	}
 	for (const auto& w : prepared->warnings)
 		warn(w);
 	for (const auto& n : prepared->notes)
@@ -194,10 +245,18 @@ int main(int argc, char** argv)
 	struct Started {
 		std::string pidFile;
 		std::string who;
+		DesktopWatch* watch = nullptr;
 	} started { user.empty() ? ""
 		    : shell ? RuntimePaths::forUser(paths, user).shellRecord(getpid())
 			    : RuntimePaths::forUser(paths, user).desktopRecord(),
 		    user.empty() ? bundle : user };
+	// The desktop moves to a newer rootfs generation when no client is
+	// attached (generation.h, swapReason): a thread started once the payload
+	// runs (no fork or clone follows) asks the supervisor to stop the
+	// session with SIGTERM, as `systemctl stop` would; pukaipu@USER.socket
+	// then starts the next session on `current`.
+	if (desktopWatch.active)
+		started.watch = &desktopWatch;
 	opts.onStartedCtx = &started;
 	opts.onStarted = [](void* ctx, pid_t) {
 		auto* st = static_cast<Started*>(ctx);
@@ -207,10 +266,14 @@ int main(int argc, char** argv)
 				warn(w.error().message() + " (pukaipu list will show this instance as stopped)");
 		}
 		notifySystemd("READY=1\nSTATUS=running " + st->who);
+		if (st->watch)
+			std::thread(watchDesktop, *st->watch).detach();
 	};
 	Outcome o = run(*prepared, opts);
 	if (!started.pidFile.empty())
 		unlink(started.pidFile.c_str());
+	if (!genRecord.empty())
+		unlink(genRecord.c_str());
 	notifySystemd("STOPPING=1");
 	if (o.error)
 		return report(*o.error, o.status);

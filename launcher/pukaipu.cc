@@ -5,10 +5,13 @@
 //   pukaipu cert renew USER
 //   pukaipu set USER [--memory SIZE] [--cpus N] [--tasks N] [--idle-timeout DURATION]
 //   pukaipu grant|revoke USER KIND VALUE | grants USER [--json] | attach USER
+//   pukaipu restart USER [--when-idle]
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <string>
+#include <cerrno>
+#include <csignal>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -24,6 +27,8 @@
 #include "instance.h"
 #include "provision.h"
 #include "base/json_fields.h"
+#include "base/process.h"
+#include "systemd/dropins.h"
 
 using namespace pukaipu;
 using json = nlohmann::json;
@@ -159,7 +164,26 @@ Result<SetRequest> parseLimitArgs(const LimitArgs& a)
 json describe(const Paths& p, const InstanceConfig& i)
 {
 	json j = i;
-	j["state"] = running(p, i.user) ? "running" : "stopped";
+	const RuntimePaths rt = RuntimePaths::forUser(p, i.user);
+	const auto live = liveLaunchers(rt, true);
+	j["state"] = live.empty() ? "stopped" : "running";
+	// The generation the desktop runs (its record), and whether `current` moved on.
+	if (!live.empty()) {
+		const std::string path = recordedGeneration(rt.dir, live[0]);
+		const auto slash = path.rfind('/');
+		if (slash != std::string::npos && slash > 0) {
+			const std::string base = path.substr(0, slash), gen = path.substr(slash + 1);
+			Behind b = behindCurrent(base, gen);
+			if (!b.current.empty()) {
+				j["generation"] = gen;
+				j["behind"] = b.behind;
+				if (b.behind) {
+					j["currentGeneration"] = b.current;
+					j["behindSeconds"] = b.seconds;
+				}
+			}
+		}
+	}
 	const std::string certDir = p.instanceDir(i.user) + "/certs";
 	for (const char* which : { "client", "server" }) {
 		auto pem = readFileLimited(certDir + "/" + which + ".crt");
@@ -171,6 +195,40 @@ json describe(const Paths& p, const InstanceConfig& i)
 	}
 	j["clientP12"] = certDir + "/client.p12";
 	return j;
+}
+
+// `pukaipu restart USER [--when-idle]`. At once: systemctl restart under
+// systemd, else SIGTERM to the desktop's pukaipu-run (the socket, or whoever
+// started it, starts the next one). --when-idle: a request file the
+// desktop's pukaipu-run acts on when no client is attached (generation.h).
+Result<void> cmdRestart(const Paths& p, const std::string& user, bool whenIdle)
+{
+	TRYV(loadInstanceConfig(p, user));
+	const RuntimePaths rt = RuntimePaths::forUser(p, user);
+	const auto live = liveLaunchers(rt, true);
+	if (live.empty()) {
+		std::printf("%s is not running: its next start uses the current rootfs generation\n", user.c_str());
+		return {};
+	}
+	if (whenIdle) {
+		TRYV(writeFileAtomic(restartRequest(rt.dir), "", 0644));
+		std::printf("%s restarts when no client is attached (pukaipu-run pid %d checks every "
+			    "rootfsUpdate.checkSeconds)\n", user.c_str(), (int)live[0]);
+		return {};
+	}
+	if (units::manageSystemd(p)) {
+		auto r = runProgram({ "systemctl", "restart", units::serviceName(user) }, true);
+		if (!r || r->status != 0)
+			return fail("systemctl restart %s failed%s%s", units::serviceName(user).c_str(), r ? ": " : "",
+				    r ? r->output.c_str() : "");
+		std::printf("restarted %s\n", units::serviceName(user).c_str());
+		return {};
+	}
+	if (kill(live[0], SIGTERM) < 0)
+		return failErrno(errno, "signal pukaipu-run pid %d", (int)live[0]);
+	std::printf("stopped %s's desktop (pukaipu-run pid %d); its socket or supervisor starts the next one\n",
+		    user.c_str(), (int)live[0]);
+	return {};
 }
 
 } // namespace
@@ -229,6 +287,13 @@ int main(int argc, char** argv)
 	set->add_option("USER", user)->required();
 	addLimitOptions(set, setLimits, true);
 
+	bool whenIdle = false;
+	auto* restartCmd = app.add_subcommand("restart", "restart the instance's desktop, e.g. on a new rootfs generation;\n"
+						     "--when-idle: at the next moment no client is attached");
+	restartCmd->add_option("USER", user)->required();
+	restartCmd->add_flag("--when-idle", whenIdle, "wait until no client is attached (pukaipu-run checks every\n"
+						      "rootfsUpdate.checkSeconds)");
+
 	// Grants and local attach (cmd_grants.h).
 	std::string kind, value;
 	std::vector<std::string> xpraOptions;
@@ -265,9 +330,12 @@ int main(int argc, char** argv)
 	if (!global)
 		return report(global.error());
 	bool mutating = create->parsed() || remove->parsed() || renew->parsed() || set->parsed() ||
-			grantCmd->parsed() || revokeCmd->parsed() || frontReload->parsed();
+			grantCmd->parsed() || revokeCmd->parsed() || frontReload->parsed() || restartCmd->parsed();
 	if (mutating && geteuid() != 0)
 		return report(makeError(0, "must run as root"));
+
+	if (restartCmd->parsed())
+		return done(cmdRestart(paths, user, whenIdle));
 
 	// Each command that changes something takes the provisioning lock itself.
 	if (grantCmd->parsed())
@@ -388,11 +456,17 @@ int main(int argc, char** argv)
 			std::printf("%s\n", arr.dump(2).c_str());
 			return 0;
 		}
-		std::printf("%-16s %6s %6s %-8s %-24s %s\n", "USER", "UID", "PORT", "STATE", "CLIENT CERT EXPIRES", "FQDN");
-		for (const auto& j : arr)
-			std::printf("%-16s %6u %6u %-8s %-24s %s\n", j["user"].get<std::string>().c_str(), j["uid"].get<unsigned>(),
-				    j["port"].get<unsigned>(), j["state"].get<std::string>().c_str(),
-				    j.value("clientCertExpires", std::string("?")).c_str(), j["fqdn"].get<std::string>().c_str());
+		std::printf("%-16s %6s %6s %-8s %-24s %-28s %s\n", "USER", "UID", "PORT", "STATE", "CLIENT CERT EXPIRES",
+			    "GENERATION", "FQDN");
+		for (const auto& j : arr) {
+			std::string gen = j.value("generation", std::string("-"));
+			if (j.value("behind", false))
+				gen += " (behind " + std::to_string(j.value("behindSeconds", (int64_t)0) / 86400) + "d)";
+			std::printf("%-16s %6u %6u %-8s %-24s %-28s %s\n", j["user"].get<std::string>().c_str(),
+				    j["uid"].get<unsigned>(), j["port"].get<unsigned>(), j["state"].get<std::string>().c_str(),
+				    j.value("clientCertExpires", std::string("?")).c_str(), gen.c_str(),
+				    j["fqdn"].get<std::string>().c_str());
+		}
 		return 0;
 	}
 	return 0;

@@ -12,7 +12,7 @@ import stat
 HERE = os.path.dirname(os.path.realpath(__file__))
 MANIFEST_DIR = os.path.join(HERE, "manifests")
 # Bump when the builder changes what a manifest produces: forces a rebuild.
-BUILD_FORMAT = "pukaipu-rootfs-1"
+BUILD_FORMAT = "pukaipu-rootfs-1"  # generations changed nothing inside a rootfs
 
 
 class ManifestError(Exception):
@@ -29,6 +29,7 @@ COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
 FPR_RE = re.compile(r"^[0-9A-F]{40}$")
 APTOPT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:_.-]*$")
+MODES = ("root", "chrootless")
 VARIANTS = ("extract", "custom", "essential", "apt", "required", "minbase", "buildd", "important", "standard")
 
 
@@ -180,6 +181,8 @@ TOP_FIELDS = {
     "components": (list_of(COMPONENT_RE, "a component"), False),
     "variant": (lambda p, x: x if x in VARIANTS else (_ for _ in ()).throw(
         ManifestError(f"{p}: expected one of {', '.join(VARIANTS)}")), False),
+    "mode": (lambda p, x: x if x in MODES else (_ for _ in ()).throw(
+        ManifestError(f"{p}: expected one of {', '.join(MODES)}")), False),
     "architecture": (lambda p, x: want_str(p, x, NAME_RE, "an architecture"), False),
     "apt_options": (check_apt_options, False),
     "dpkg_options": (lambda p, x: want_list(p, x, check_dpkg_option), False),
@@ -214,6 +217,7 @@ class Manifest:
         self.mirror = m["mirror"]
         self.components = m.get("components", ["main"])
         self.variant = m.get("variant", "minbase")
+        self.mode = m.get("mode", "root")
         self.architecture = m.get("architecture", "amd64")
         self.apt_options = m.get("apt_options", {})
         self.dpkg_options = m.get("dpkg_options", [])

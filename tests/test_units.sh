@@ -138,5 +138,20 @@ if [ -e "$sd/pukaipu@unitt.socket.d" ] || [ -e "$sd/pukaipu@unitt.service.d" ]; 
 else
 	echo "ok: remove deleted the drop-ins"
 fi
+# The weekly rootfs rebuild: installed, verified, not enabled by default.
+for u in pukaipu-rootfs-update.service pukaipu-rootfs-update.timer; do
+	[ -f "$unitdir/$u" ] || fail "meson install put no $u into $unitdir"
+done
+out=$(cd "$tmp" && systemd-analyze verify --man=no --root="$root" pukaipu-rootfs-update.timer pukaipu-rootfs-update.service 2>&1)
+if [ $? != 0 ] || [ -n "$out" ]; then
+	echo "$out"
+	fail "pukaipu-rootfs-update: systemd-analyze verify printed the above"
+else
+	echo "ok: pukaipu-rootfs-update.{service,timer}: systemd-analyze verify is silent"
+fi
+expect_file "$unitdir/pukaipu-rootfs-update.timer" 'RandomizedDelaySec=6h' "the rebuild timer: a random delay"
+expect_file "$unitdir/pukaipu-rootfs-update.service" "ExecStart=$sbin/rootfs-builder --quiet default" "the rebuild service runs rootfs-builder"
+find "$root/etc" -name 'pukaipu-rootfs-update.timer' | grep -q . && fail "the rebuild timer is enabled by meson install"
+
 [ $status = 0 ] && echo "test_units: pass"
 exit $status

@@ -34,16 +34,38 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+def cached_tree(manifest):
+    """CACHE/NAME/current (generations) or CACHE/NAME (a cache made before them)."""
+    path = os.path.join(CACHE, manifest)
+    return os.path.join(path, "current") if os.path.lexists(os.path.join(path, "current")) else path
+
+
+def cached_digest(manifest):
+    try:
+        with open(os.path.join(cached_tree(manifest), "usr/share/pukaipu/manifest.sha256")) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def ensure_rootfs(manifest="default"):
-    """Builds (or reuses) the rootfs; returns its path. Raises on failure."""
+    """Reuses the cached rootfs while its manifest hash is the manifest's (the
+    builder itself rebuilds to pick up new package versions, which tests must
+    not wait for), else builds it; returns the directory to run (a
+    generation's, when the cache has generations). Raises on failure."""
     t0 = time.monotonic()
+    check = subprocess.run([BUILDER, "--check", manifest], capture_output=True, text=True)
+    if check.returncode == 0 and cached_digest(manifest) == check.stdout.split()[-1]:
+        path = os.path.realpath(cached_tree(manifest))
+        log(f"rootfs {path} is up to date (manifest sha256 {check.stdout.split()[-1][:16]})")
+        return path
     r = subprocess.run([BUILDER, "--output-dir", CACHE, "--quiet", manifest],
                        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1800)
     sys.stderr.write(r.stderr)
     if r.returncode:
         raise RuntimeError(f"rootfs-builder {manifest} failed (exit {r.returncode}): "
                            f"{(r.stderr.strip().splitlines() or ['no output'])[-1]}")
-    path = os.path.join(CACHE, manifest)
+    path = os.path.realpath(cached_tree(manifest))
     log(f"rootfs {path} ready after {time.monotonic() - t0:.1f} s")
     return path
 

@@ -1,5 +1,5 @@
 """rootfs-builder: manifest validation (one line naming the field), the
-manifest hash (what goes into it, skipping, --rebuild), fast and clear
+manifest hash (what goes into it), --list and --rollback, fast and clear
 failures for unreachable repositories and wrong keys, an interrupted build
 leaving nothing behind, and one small real build.
 
@@ -184,39 +184,44 @@ class Hash(Workdir, unittest.TestCase):
         m["packages"].append("hello")
         self.assertNotEqual(third, self.digest(self.write(m)))
 
-    def fake_rootfs(self, out, name, digest):
-        rec = os.path.join(out, name, "usr", "share", "pukaipu")
+    def fake_generation(self, out, name, digest, gen="20260101T000000Z"):
+        rec = os.path.join(out, name, gen, "usr", "share", "pukaipu")
         os.makedirs(rec)
         with open(os.path.join(rec, "manifest.sha256"), "w") as f:
             f.write(digest + "\n")
-        return os.path.join(out, name)
+        with open(os.path.join(rec, "packages.lock"), "w") as f:
+            f.write("chromium=1.0\nxpra=3.1\n")
+        if not os.path.lexists(os.path.join(out, name, "current")):
+            os.symlink(gen, os.path.join(out, name, "current"))
+        return os.path.join(out, name, gen)
 
-    def test_unchanged_hash_skips_the_build(self):
+    def test_a_failed_build_leaves_current(self):
         m = self.manifest(mirror=UNREACHABLE)
         path = self.write(m)
         out = os.path.join(self.dir, "out")
-        tree = self.fake_rootfs(out, "default", self.digest(path))
-        t0 = time.monotonic()
-        # No mmdebstrap on PATH and an unreachable mirror: a skip touches neither.
-        r = builder("--output-dir", out, path, env={"PATH": "/nonexistent"})
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("is up to date", r.stderr)
-        self.assertLess(time.monotonic() - t0, 5)
-        # --rebuild goes on (and fails at the mirror), leaving the tree alone.
-        r = builder("--output-dir", out, "--rebuild", path)
+        tree = self.fake_generation(out, "default", self.digest(path))
+        # Generations are compared after the build (packages can change with
+        # the same manifest): an unreachable mirror fails, current stays.
+        r = builder("--output-dir", out, path)
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("mirror: http://127.0.0.1:9/dists/sid/InRelease is unreachable", r.stderr)
         self.assertTrue(os.path.isdir(tree))
-        self.assertEqual(sorted(n for n in os.listdir(out) if not n.endswith(".lock")), ["default"])
+        self.assertEqual(os.readlink(os.path.join(out, "default", "current")), os.path.basename(tree))
+        self.assertEqual(sorted(os.listdir(os.path.join(out, "default"))), ["20260101T000000Z", "current"])
 
-    def test_changed_hash_builds(self):
-        m = self.manifest(mirror=UNREACHABLE)
-        path = self.write(m)
+    def test_list_and_rollback_without_a_previous(self):
         out = os.path.join(self.dir, "out")
-        self.fake_rootfs(out, "default", "0" * 64)
-        r = builder("--output-dir", out, path)
+        self.fake_generation(out, "default", "0" * 64)
+        r = builder("--output-dir", out, "--list", "default")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout.splitlines()[1], r"^20260101T000000Z\s+current\s+2026-01-01 00:00\s+0{16}\s+"
+                                                   r"chromium 1\.0\s+xpra 3\.1\s")
+        r = builder("--output-dir", out, "--rollback", "default")
         self.assertEqual(r.returncode, 1)
-        self.assertNotIn("up to date", r.stderr)
+        self.assertRegex(r.stderr.strip(), r"^rootfs-builder: \S+/default: no previous generation to roll back to$")
+        r = builder("--output-dir", out, "--list", "nope")
+        self.assertEqual(r.returncode, 2)
+        self.assertRegex(r.stderr.strip(), r"^rootfs-builder: \S+/nope: no such rootfs$")
 
 
 def gpg_key(workdir):
@@ -383,7 +388,7 @@ class RealBuild(Workdir, unittest.TestCase):
         r = builder("--output-dir", out, "--quiet", path, timeout=900)
         self.assertEqual(r.returncode, 0, r.stderr)
         print(r.stderr.strip().splitlines()[-1])
-        root = os.path.join(out, "small")
+        root = os.path.join(out, "small", "current")
         st = os.stat(root)
         self.assertEqual((st.st_uid, stat.S_IMODE(st.st_mode)), (0, 0o755))
         rec = os.path.join(root, "usr/share/pukaipu")
@@ -413,13 +418,15 @@ class RealBuild(Workdir, unittest.TestCase):
         self.assertEqual(suid, [])
         self.assertEqual(sorted(n for n in os.listdir(out) if not n.endswith(".lock")), ["small"])
 
-        r = builder("--output-dir", out, path)
-        self.assertEqual(r.returncode, 0)
-        self.assertIn("is up to date", r.stderr)
-        ino = os.stat(root).st_ino
+        r = builder("--output-dir", out, "--quiet", path, timeout=900)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("nothing changed", r.stderr)
+        first = os.readlink(root)
+        time.sleep(1.1)
         r = builder("--output-dir", out, "--quiet", "--rebuild", path, timeout=900)
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertNotEqual(os.stat(root).st_ino, ino, "--rebuild did not swap in a new tree")
+        self.assertNotEqual(os.readlink(root), first, "--rebuild did not make a new generation")
+        self.assertEqual(os.readlink(os.path.join(out, "small", "previous")), first)
         self.assertEqual(sorted(n for n in os.listdir(out) if not n.endswith(".lock")), ["small"])
 
     def test_interrupted_build_leaves_nothing(self):
@@ -436,7 +443,8 @@ class RealBuild(Workdir, unittest.TestCase):
         self.assertEqual(p.returncode, 1, "".join(seen) + rest)
         self.assertIn("interrupted by signal 15", rest)
         self.assertEqual(mounts_below(os.path.realpath(out)), [])
-        self.assertEqual(sorted(n for n in os.listdir(out) if not n.endswith(".lock")), [])
+        self.assertEqual(sorted(n for n in os.listdir(out) if not n.endswith(".lock")), ["small"])
+        self.assertEqual(os.listdir(os.path.join(out, "small")), [], "a partial generation was left")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/ptrace.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -844,6 +845,26 @@ static int cmd_sleep(const char *arg)
 	return 0;
 }
 
+/* A desktop's stand-in: accepts connections on the socket-activated fd 3,
+ * one at a time, and keeps each until the client closes it. */
+static int cmd_serve_fd3(void)
+{
+	char buf[256];
+
+	for (;;) {
+		int c = accept(3, NULL, NULL);
+		if (c < 0) {
+			if (errno == EINTR)
+				continue;
+			perror("probe: accept on fd 3");
+			return 1;
+		}
+		while (read(c, buf, sizeof(buf)) > 0)
+			;
+		close(c);
+	}
+}
+
 static int cmd_kill_self(int sig)
 {
 	sigset_t set;
@@ -963,7 +984,8 @@ static int usage(void)
 		"usage: probe status | syscalls | fds\n"
 		"       probe write PATH | read PATH | ls DIR\n"
 		"       probe exit N | sleep SECONDS | kill-self [SIGNUM]\n"
-		"       probe exec PATH [ARGS...] | spawn-orphans N | signal-parent\n");
+		"       probe exec PATH [ARGS...] | spawn-orphans N | signal-parent\n"
+		"       probe serve-fd3\n");
 	return 2;
 }
 
@@ -1014,6 +1036,8 @@ static int dispatch(int argc, char **argv)
 	}
 	if (argc == 2 && strcmp(cmd, "signal-parent") == 0)
 		return cmd_signal_parent();
+	if (argc == 2 && strcmp(cmd, "serve-fd3") == 0)
+		return cmd_serve_fd3();
 	return usage();
 }
 

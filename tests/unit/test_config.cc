@@ -73,7 +73,8 @@ TEST_CASE("pukaipu.json: every optional key is read, checked and named in errors
 		"apparmor": {"policy": "optional", "profile": "p"}, "seccompProfile": "",
 		"session": {"command": ["/bin/s"], "shell": ["/bin/sh", "-l"]}, "shmSize": "50%",
 		"network": {"mode": "none", "allowHostNetwork": true, "allowedCidrs": ["10.0.0.0/8"], "dns": ["192.0.2.53"]},
-		"certificateDays": 90, "graceSeconds": 99999, "idleSeconds": 600})"));
+		"certificateDays": 90, "graceSeconds": 99999, "idleSeconds": 600,
+		"rootfsUpdate": {"staleDays": 3, "checkSeconds": 5}})"));
 	REQUIRE_MESSAGE(c, c.error().message());
 	CHECK(c->rootfs == "/srv/rootfs");
 	CHECK(c->uids.first == 5000);
@@ -92,6 +93,8 @@ TEST_CASE("pukaipu.json: every optional key is read, checked and named in errors
 	CHECK(c->certDays == 90);
 	CHECK(c->graceSeconds == 3600); // capped
 	CHECK(c->idleSeconds == 600);
+	CHECK(c->staleDays == 3);
+	CHECK(c->swapCheckSeconds == 5);
 
 	json back = *c;
 	CHECK(back["uidRange"] == json::array({ 5000, 5100 }));
@@ -116,6 +119,8 @@ TEST_CASE("pukaipu.json: every optional key is read, checked and named in errors
 	CHECK(globalError(R"({"network": {"dns": [1]}})") == "network.dns[0]: expected a string, got 1");
 	CHECK(globalError(R"({"certificateDays": 0})") == "certificateDays: 0 is outside 1..3650");
 	CHECK(globalError(R"({"idleSeconds": 604801})") == "idleSeconds: 604801 is more than 7 days");
+	CHECK(globalError(R"({"rootfsUpdate": {"checkSeconds": 0}})") == "rootfsUpdate.checkSeconds: 0 is outside 1..86400");
+	CHECK(globalError(R"({"rootfsUpdate": {"staleDay": 1}})").find("staleDay") != std::string::npos);
 	CHECK(globalError(R"({"graceSeconds": -1})") == "graceSeconds: expected a non-negative integer, got -1");
 }
 
