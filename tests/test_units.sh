@@ -88,7 +88,7 @@ expect_file() { # path regex what
 	fi
 }
 
-echo '{"listenAddress": "127.0.0.1", "portRange": [15500, 15510], "uidRange": [3900, 3950]}' >"$tmp/pukaipu.json"
+echo '{"listenAddress": "127.0.0.1", "domain": "example", "portRange": [15500, 15510], "uidRange": [3900, 3950]}' >"$tmp/pukaipu.json"
 out=$(pk create unitt --fqdn unitt.example --memory 2G --cpus 1.5 --tasks 2048 --idle-timeout 30m 2>&1) ||
 	{ echo "$out"; echo "FAIL: pukaipu create failed"; exit 1; }
 limits=$sd/pukaipu@unitt.service.d/50-pukaipu-limits.conf

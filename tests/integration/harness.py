@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -225,3 +226,23 @@ def main():
 
 def cleanup_dir(path):
     shutil.rmtree(path, ignore_errors=True)
+
+
+def stop_haproxy(run_dir):
+    """Stops the front door's HAProxy that `pukaipu front reload` started with
+    RUN_DIR/front.pid: SIGTERM again until it is gone, because one sent while
+    the master re-executes itself for a reload (SIGUSR2) can be lost."""
+    try:
+        with open(os.path.join(run_dir, "front.pid")) as f:
+            pid = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    for i in range(200):
+        try:
+            if not os.readlink(f"/proc/{pid}/exe").endswith("/haproxy"):
+                return
+            if i % 10 == 0:
+                os.kill(pid, signal.SIGTERM if i < 150 else signal.SIGKILL)
+        except OSError:
+            return
+        time.sleep(0.05)

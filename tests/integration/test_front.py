@@ -8,11 +8,9 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import stat
 import subprocess
-import time
 import unittest
 
 import harness as h
@@ -46,7 +44,7 @@ class Front(unittest.TestCase):
         cls.front = os.path.join(cls.s.root, "front")
         cls.port = free_port()
         cfg = {"uidRange": [3300, 3399], "portRange": [25500, 25599], "listenAddress": "127.0.0.1",
-               "frontPort": cls.port, "domain": "front.test", "apparmor": {"policy": "optional"}}
+               "frontPort": cls.port, "domain": "front.test", "extraDomains": ["example.test"], "apparmor": {"policy": "optional"}}
         with open(cls.s.config, "w") as f:
             json.dump(cfg, f)
         for args in (["create", "fa"], ["create", "fb", "--fqdn", "Desk.Example.Test"]):
@@ -71,18 +69,7 @@ class Front(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        # SIGTERM again until it is gone: one sent while the master re-executes
-        # itself for a reload (SIGUSR2, e.g. from remove) can be lost.
-        pid = cls.master()
-        for i in range(200):
-            try:
-                if not os.readlink(f"/proc/{pid}/exe").endswith("/haproxy"):
-                    break
-                if i % 10 == 0:
-                    os.kill(pid, signal.SIGTERM if i < 150 else signal.SIGKILL)
-            except OSError:
-                break
-            time.sleep(0.05)
+        h.stop_haproxy(cls.s.run_dir)
         cls.s.cleanup()
 
     def read(self, name):

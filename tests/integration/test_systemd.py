@@ -565,7 +565,7 @@ def main():
         os.makedirs(os.path.join(m.root, "etc/pukaipu"), exist_ok=True)
         with open(os.path.join(m.root, "etc/pukaipu/pukaipu.json"), "w") as f:
             f.write('{"rootfs": "/var/lib/pukaipu/rootfs/test", "apparmor": {"policy": "optional"},\n'
-                    ' "session": {"command": ["/bin/sdserve"]}, "listenAddress": "127.0.0.1",\n'
+                    ' "session": {"command": ["/bin/sdserve"]}, "listenAddress": "127.0.0.1", "domain": "example",\n'
                     ' "network": {"mode": "none"}, "graceSeconds": 3}\n')
         t_prep = time.monotonic() - t0 - t_deb - t_base
         tb = time.monotonic()
