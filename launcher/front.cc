@@ -19,6 +19,7 @@
 #include "listen.h"
 #include "names.h"
 #include "provision.h"
+#include "systemd/dropins.h"
 
 namespace pukaipu::front {
 
@@ -360,6 +361,18 @@ pid_t runningPid(const Paths& p)
 Result<std::string> reload(const Paths& p, const GlobalConfig& g)
 {
 	TRYV(generate(p, g));
+	// With systemd, pukaipu-front.service runs HAProxy (see its unit file
+	// for why a unit of its own): reload it, or start and enable it.
+	if (units::manageFrontUnit(p)) {
+		if (units::unitActive(units::kFrontUnit)) {
+			TRYV(units::systemctlRun({ "reload", units::kFrontUnit }));
+			return std::string("reloaded ") + units::kFrontUnit + " (systemctl reload) with " + p.frontDir +
+			       "/haproxy.cfg";
+		}
+		TRYV(units::systemctlRun({ "enable", "--now", units::kFrontUnit }));
+		return std::string("started and enabled ") + units::kFrontUnit + " with " + p.frontDir + "/haproxy.cfg on " +
+		       hostPort(g.listenAddress, g.frontPort) + "; log: journalctl -u " + units::kFrontUnit;
+	}
 	if (pid_t pid = runningPid(p)) {
 		if (kill(pid, SIGUSR2) < 0)
 			return failErrno(errno, "signal haproxy (pid %d) to reload", (int)pid);
@@ -373,6 +386,14 @@ Result<std::string> reload(const Paths& p, const GlobalConfig& g)
 Result<void> refresh(const Paths& p, const GlobalConfig& g)
 {
 	struct stat st;
+	if (units::manageFrontUnit(p)) {
+		if (stat((p.frontDir + "/haproxy.cfg").c_str(), &st) < 0 && !units::unitActive(units::kFrontUnit))
+			return {};
+		TRYV(generate(p, g));
+		if (units::unitActive(units::kFrontUnit))
+			return units::systemctlRun({ "reload", units::kFrontUnit });
+		return {};
+	}
 	pid_t pid = runningPid(p);
 	if (!pid && stat((p.frontDir + "/haproxy.cfg").c_str(), &st) < 0)
 		return {};
@@ -388,6 +409,8 @@ std::string status(const Paths& p)
 	struct stat st;
 	const std::string cfg = p.frontDir + "/haproxy.cfg";
 	out += "config: " + cfg + (stat(cfg.c_str(), &st) == 0 ? "" : " (not written yet: pukaipu front reload)") + "\n";
+	if (units::manageFrontUnit(p))
+		out += std::string("unit: ") + units::kFrontUnit + (units::unitActive(units::kFrontUnit) ? " active" : " not active") + "\n";
 	if (pid_t pid = runningPid(p))
 		out += "haproxy: running, master pid " + std::to_string(pid) + " (" + pidFile(p) + "), log " + logFile(p) + "\n";
 	else
