@@ -131,17 +131,17 @@ else
 	echo "ok: remove deleted the drop-ins"
 fi
 # The front door's unit, as installed: the front dir filled in, and silent
-# under systemd-analyze verify (its programs are the host's haproxy and kill).
+# under systemd-analyze verify (its programs are the host's haproxy and sh).
 front=$unitdir/pukaipu-front.service
 expect_file "$front" 'ExecStart=/usr/sbin/haproxy -Ws -f ${CONFIG} -p /run/pukaipu/front.pid' "front unit: haproxy -Ws"
-expect_file "$front" 'ExecReload=/bin/kill -USR2 $MAINPID' "front unit: reload = SIGUSR2 after haproxy -c"
+expect_file "$front" "ExecReload=/bin/sh -c 'kill -USR2 \"\$MAINPID\"'" "front unit: reload = SIGUSR2 after haproxy -c"
 expect_file "$front" "Environment=CONFIG=$(sed -n 's|^Environment=CONFIG=||p' "$front")" "front unit: one CONFIG"
 grep -q '^Environment=CONFIG=/etc/pukaipu/front/haproxy.cfg$' "$front" && echo "ok: front unit: reads /etc/pukaipu/front" ||
 	fail "front unit: CONFIG is not /etc/pukaipu/front/haproxy.cfg"
 if [ -x /usr/sbin/haproxy ]; then
 	mkdir -p "$root/usr/sbin" "$root/bin"
 	cp -n /usr/sbin/haproxy "$root/usr/sbin/haproxy"
-	cp -n /bin/kill "$root/bin/kill"
+	cp -n /bin/sh "$root/bin/sh"
 	out=$(cd "$tmp" && systemd-analyze verify --man=no --root="$root" pukaipu-front.service 2>&1)
 	rc=$?
 	if [ $rc != 0 ] || [ -n "$out" ]; then
