@@ -237,6 +237,52 @@ Result<void> addLeafExtensions(X509* x, const Ca& ca, LeafKind kind)
 	return {};
 }
 
+// permittedSubtrees: one dNSName per domain; excludedSubtrees: iPAddress
+// 0.0.0.0/0 and ::/0 (address and mask, all zero: every address). Names are
+// encoded as ASN.1 values, never through a config string.
+Result<void> addNameConstraints(X509* x, const NameConstraints& nc)
+{
+	using SubtreePtr = Handle<GENERAL_SUBTREE, GENERAL_SUBTREE_free>;
+	Handle<NAME_CONSTRAINTS, NAME_CONSTRAINTS_free> c(NAME_CONSTRAINTS_new());
+	if (!c)
+		return sslFail("NAME_CONSTRAINTS_new");
+	c->permittedSubtrees = sk_GENERAL_SUBTREE_new_null();
+	c->excludedSubtrees = sk_GENERAL_SUBTREE_new_null();
+	if (!c->permittedSubtrees || !c->excludedSubtrees)
+		return sslFail("sk_GENERAL_SUBTREE_new_null");
+	auto push = [](STACK_OF(GENERAL_SUBTREE) * to, int type, ASN1_STRING* value) -> Result<void> {
+		Handle<ASN1_STRING, ASN1_STRING_free> owned(value);
+		SubtreePtr t(GENERAL_SUBTREE_new());
+		if (!owned || !t)
+			return sslFail("GENERAL_SUBTREE_new");
+		GENERAL_NAME_set0_value(t->base, type, owned.release());
+		if (!sk_GENERAL_SUBTREE_push(to, t.get()))
+			return sslFail("sk_GENERAL_SUBTREE_push");
+		(void)t.release();
+		return {};
+	};
+	for (const std::string& d : nc.permittedDns) {
+		ASN1_IA5STRING* s = ASN1_IA5STRING_new();
+		if (s && !ASN1_STRING_set(s, d.data(), static_cast<int>(d.size()))) {
+			ASN1_IA5STRING_free(s);
+			return sslFail("ASN1_STRING_set");
+		}
+		TRYV(push(c->permittedSubtrees, GEN_DNS, s));
+	}
+	for (int len : { 8, 32 }) { // IPv4 and IPv6: address + mask
+		const unsigned char zeros[32] = {};
+		ASN1_OCTET_STRING* o = ASN1_OCTET_STRING_new();
+		if (o && !ASN1_OCTET_STRING_set(o, zeros, len)) {
+			ASN1_OCTET_STRING_free(o);
+			return sslFail("ASN1_OCTET_STRING_set");
+		}
+		TRYV(push(c->excludedSubtrees, GEN_IPADD, o));
+	}
+	if (X509_add1_ext_i2d(x, NID_name_constraints, c.get(), 1, X509V3_ADD_DEFAULT) != 1)
+		return sslFail("add nameConstraints");
+	return {};
+}
+
 Result<void> checkCaUsable(const Ca& ca)
 {
 	if (!ca.cert || !ca.key)
@@ -261,9 +307,15 @@ Result<PkeyPtr> generateKey()
 	return key;
 }
 
-Result<Ca> createCa(const std::string& commonName, int validityDays)
+Result<Ca> createCa(const std::string& commonName, int validityDays, const NameConstraints* constraints)
 {
 	TRYV(checkPrintable("CA common name", commonName));
+	if (constraints) {
+		if (constraints->permittedDns.empty())
+			return fail("nameConstraints: no permitted domain");
+		for (const auto& d : constraints->permittedDns)
+			TRYV(checkDnsName(d));
+	}
 	TRY(key, generateKey());
 	TRY(x, newCert({ key->get(), &commonName, validityDays }));
 	if (!X509_set_issuer_name(x->get(), X509_get_subject_name(x->get())))
@@ -277,6 +329,8 @@ Result<Ca> createCa(const std::string& commonName, int validityDays)
 		     std::pair { NID_subject_key_identifier, "hash" },
 		     std::pair { NID_authority_key_identifier, "keyid:always" } })
 		TRYV(addConfExt(&ctx, x->get(), nid, value));
+	if (constraints)
+		TRYV(addNameConstraints(x->get(), *constraints));
 	TRYV(sign(x->get(), key->get()));
 	return Ca { std::move(*x), std::move(*key) };
 }

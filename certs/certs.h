@@ -64,9 +64,20 @@ inline constexpr int kBackdateSeconds = 5 * 60;
 // A new ECDSA P-256 key (named curve).
 [[nodiscard]] Result<PkeyPtr> generateKey();
 
+// nameConstraints for a CA users trust (the host CA): it may sign only
+// names in `permittedDns` (each domain and every name below it, RFC 5280
+// dNSName subtrees), and no IP address at all (0.0.0.0/0 and ::/0 excluded).
+// Written critical, as RFC 5280 requires; browsers and OpenSSL enforce it.
+struct NameConstraints {
+	std::vector<std::string> permittedDns;
+};
+
 // Self-signed CA: CN=commonName; basicConstraints critical CA:TRUE, pathlen:0;
-// keyUsage critical keyCertSign, cRLSign; subject and authority key identifiers.
-[[nodiscard]] Result<Ca> createCa(const std::string& commonName, int validityDays);
+// keyUsage critical keyCertSign, cRLSign; subject and authority key
+// identifiers; nameConstraints when `constraints` is given (at least one
+// domain, each a DNS name as issueServerCert checks them).
+[[nodiscard]] Result<Ca> createCa(const std::string& commonName, int validityDays,
+	const NameConstraints* constraints = nullptr);
 
 // Server certificate for `fqdn` (a DNS name, or an IP address literal), plus
 // extra DNS names and IP addresses, all in subjectAltName. CN=fqdn (omitted,
@@ -139,6 +150,12 @@ struct CertInfo {
 	bool isCa = false;       // basicConstraints CA:TRUE
 	long pathLen = -1;       // -1: no limit given
 	bool selfSigned = false; // issuer == subject and the signature verifies with its own key
+	// nameConstraints, when present: the permitted dNSName subtrees, and the
+	// excluded iPAddress subtrees as "ADDR/PREFIX" ("0.0.0.0/0", "::/0").
+	bool hasNameConstraints = false;
+	bool nameConstraintsCritical = false;
+	std::vector<std::string> permittedDns;
+	std::vector<std::string> excludedIps;
 	std::time_t notBefore = 0; // seconds since the epoch (UTC)
 	std::time_t notAfter = 0;
 };
@@ -156,6 +173,10 @@ enum class Purpose { ServerAuth, ClientAuth };
 	std::string_view hostname = {}, std::time_t at = 0);
 [[nodiscard]] Result<void> verifyChain(std::string_view leafPem, std::string_view caPem, Purpose purpose,
 	std::string_view hostname = {}, std::time_t at = 0);
+
+// The first certificate of `leafPem` names `ca` as its issuer and carries
+// its signature (no other check: not a chain verification).
+[[nodiscard]] bool signedBy(std::string_view leafPem, X509* ca);
 
 // An externally issued server certificate (--server-cert/--server-key).
 struct ServerCertCheck {

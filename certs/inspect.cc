@@ -83,6 +83,21 @@ std::string ipToString(const ASN1_OCTET_STRING* s)
 	return buf;
 }
 
+// A nameConstraints iPAddress subtree: address then mask, "ADDR/PREFIX".
+std::string subtreeIpToString(const ASN1_OCTET_STRING* s)
+{
+	int len = ASN1_STRING_length(s);
+	const unsigned char* p = ASN1_STRING_get0_data(s);
+	if (len != 8 && len != 32)
+		return "<invalid IP subtree of " + std::to_string(len) + " bytes>";
+	char buf[INET6_ADDRSTRLEN] = {};
+	inet_ntop(len == 8 ? AF_INET : AF_INET6, p, buf, sizeof(buf));
+	int prefix = 0;
+	for (int i = len / 2; i < len; i++)
+		prefix += __builtin_popcount(p[i]);
+	return std::string(buf) + "/" + std::to_string(prefix);
+}
+
 void readKey(EVP_PKEY* pk, CertInfo& info)
 {
 	if (!pk)
@@ -208,6 +223,24 @@ Result<CertInfo> inspectCert(X509* x)
 			if (ku & k.bit)
 				info.keyUsages.push_back(k.name);
 
+	int ncCrit = 0;
+	Handle<NAME_CONSTRAINTS, NAME_CONSTRAINTS_free> nc(
+		static_cast<NAME_CONSTRAINTS*>(X509_get_ext_d2i(x, NID_name_constraints, &ncCrit, nullptr)));
+	if (nc) {
+		info.hasNameConstraints = true;
+		info.nameConstraintsCritical = ncCrit == 1;
+		for (int i = 0; nc->permittedSubtrees && i < sk_GENERAL_SUBTREE_num(nc->permittedSubtrees); i++) {
+			const GENERAL_NAME* gn = sk_GENERAL_SUBTREE_value(nc->permittedSubtrees, i)->base;
+			if (gn->type == GEN_DNS)
+				info.permittedDns.push_back(asn1ToUtf8(gn->d.dNSName));
+		}
+		for (int i = 0; nc->excludedSubtrees && i < sk_GENERAL_SUBTREE_num(nc->excludedSubtrees); i++) {
+			const GENERAL_NAME* gn = sk_GENERAL_SUBTREE_value(nc->excludedSubtrees, i)->base;
+			if (gn->type == GEN_IPADD)
+				info.excludedIps.push_back(subtreeIpToString(gn->d.iPAddress));
+		}
+	}
+
 	info.isCa = (flags & EXFLAG_CA) != 0;
 	info.pathLen = X509_get_pathlen(x);
 	info.selfSigned = X509_self_signed(x, 1) == 1;
@@ -261,6 +294,16 @@ Result<void> verifyChain(X509* leaf, X509* ca, Purpose purpose, std::string_view
 		return fail("certificate verification failed at depth %d: %s", depth, X509_verify_cert_error_string(err));
 	}
 	return {};
+}
+
+bool signedBy(std::string_view leafPem, X509* ca)
+{
+	auto leaf = certFromPem(leafPem);
+	if (!leaf || !ca)
+		return false;
+	bool ok = X509_check_issued(ca, leaf->get()) == X509_V_OK && X509_verify(leaf->get(), X509_get0_pubkey(ca)) == 1;
+	ERR_clear_error();
+	return ok;
 }
 
 Result<void> verifyChain(std::string_view leafPem, std::string_view caPem, Purpose purpose, std::string_view hostname,

@@ -38,11 +38,11 @@ std::string Paths::hostCaDir() const
 	return (slash == std::string::npos ? std::string(".") : configFile.substr(0, slash)) + "/ca";
 }
 
-// A DNS name of LDH labels (no wildcards), or an IP address literal.
+// A DNS name of LDH labels (no wildcards); never an IP literal.
 bool validHostName(const std::string& s)
 {
 	if (isIpLiteral(s))
-		return true;
+		return false;
 	if (s.empty() || s.size() > 253)
 		return false;
 	size_t start = 0;
@@ -222,8 +222,17 @@ Result<std::string> getListenAddress(const json& j, const std::string& path)
 Result<std::string> getDomain(const json& j, const std::string& path)
 {
 	TRY(v, getString(j, path));
-	if (!validHostName(*v) || isIpLiteral(*v))
+	if (!validHostName(*v))
 		return fail("%s: '%s' is not a DNS name", path.c_str(), v->c_str());
+	return v;
+}
+
+Result<std::vector<std::string>> getDomains(const json& j, const std::string& path)
+{
+	TRY(v, getStrings(j, path));
+	for (const auto& d : *v)
+		if (!validHostName(d))
+			return fail("%s: '%s' is not a DNS name", path.c_str(), d.c_str());
 	return v;
 }
 
@@ -341,12 +350,13 @@ Result<GlobalConfig> parseGlobalConfig(const json& j)
 	c.seccompProfile = std::string(PUKAIPU_DATADIR) + "/seccomp/default.json";
 	TRYV(onlyKeys(j, "", { "rootfs", "uidRange", "portRange", "listenAddress", "apparmor", "seccompProfile",
 			       "session", "shmSize", "tmpSize", "runtimeDirSize", "memoryMax", "tasksMax", "network", "certificateDays", "graceSeconds",
-			       "idleSeconds", "domain", "frontPort", "frontProxyFrom", "rootfsUpdate" }));
+			       "idleSeconds", "domain", "extraDomains", "frontPort", "frontProxyFrom", "rootfsUpdate" }));
 	TRYV(optionalField(j, "rootfs", "", c.rootfs, getAbsolutePath));
 	TRYV(optionalField(j, "uidRange", "", c.uids, getUidRange));
 	TRYV(optionalField(j, "portRange", "", c.ports, getPortRange));
 	TRYV(optionalField(j, "listenAddress", "", c.listenAddress, getListenAddress));
 	TRYV(optionalField(j, "domain", "", c.domain, getDomain));
+	TRYV(optionalField(j, "extraDomains", "", c.extraDomains, getDomains));
 	TRYV(optionalField(j, "frontPort", "", c.frontPort, getFrontPort));
 	TRYV(optionalField(j, "frontProxyFrom", "", c.frontProxyFrom, getProxyFrom));
 	TRYV(optionalSection(j, "apparmor", "", c, field("policy", &GlobalConfig::apparmorPolicy, getAppArmorPolicy),
@@ -400,6 +410,7 @@ void to_json(json& j, const GlobalConfig& c)
 		{ "portRange", c.ports },
 		{ "listenAddress", c.listenAddress },
 		{ "domain", c.domain },
+		{ "extraDomains", c.extraDomains },
 		{ "frontPort", c.frontPort },
 		{ "frontProxyFrom", c.frontProxyFrom },
 		{ "apparmor", { { "policy", c.apparmorPolicy }, { "profile", c.apparmorProfile } } },

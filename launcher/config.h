@@ -53,6 +53,9 @@ struct GlobalConfig {
 	IdRange ports { 14500, 14999 };
 	std::string listenAddress = "0.0.0.0"; // the front door's bind address
 	std::string domain = "localhost";      // an instance's name: USER.domain (unless --fqdn)
+	// More domains the host CA may sign names in (its nameConstraints
+	// permit domain and these; launcher/names.h).
+	std::vector<std::string> extraDomains;
 	uint16_t frontPort = 443;              // the front door's port
 	// Addresses (IP or CIDR) whose connections to the front door start with
 	// a PROXY protocol header (v1 or v2): an SNI router in front of several
@@ -110,7 +113,7 @@ struct InstanceConfig {
 	uint32_t gid = 0;
 	uint16_t port = 0;
 	std::string fqdn;
-	std::vector<std::string> extraNames; // more DNS names / IPs in the server certificate
+	std::vector<std::string> extraNames; // more DNS names (earlier versions also allowed IPs)
 	std::string network;                 // "" = the global default
 	std::string created;                 // ISO 8601, UTC
 	bool createdUser = false;            // pukaipu made the Unix user (remove may delete it)
@@ -146,7 +149,7 @@ inline constexpr uint32_t kMinTasks = 16, kMaxTasks = 4194304;
 [[nodiscard]] Result<GlobalConfig> loadGlobalConfig(const Paths& paths);
 
 [[nodiscard]] Result<InstanceConfig> parseInstanceConfig(const nlohmann::json& j);
-// A DNS name of LDH labels (no wildcards), or an IP address literal.
+// A DNS name of LDH labels (no wildcards, never an IP literal).
 [[nodiscard]] bool validHostName(const std::string& s);
 [[nodiscard]] Result<InstanceConfig> loadInstanceConfig(const Paths& paths, const std::string& user);
 

@@ -17,7 +17,9 @@
 #include "base/process.h"
 #include "certs/certs.h"
 #include "listen.h"
+#include "names.h"
 #include "provision.h"
+#include "systemd/dropins.h"
 
 namespace pukaipu::front {
 
@@ -105,6 +107,18 @@ pid_t runningPid(const Paths& p)
 Result<std::string> reload(const Paths& p, const GlobalConfig& g)
 {
 	TRYV(generate(p, g));
+	// With systemd, pukaipu-front.service runs HAProxy (see its unit file
+	// for why a unit of its own): reload it, or start and enable it.
+	if (units::manageFrontUnit(p)) {
+		if (units::unitActive(units::kFrontUnit)) {
+			TRYV(units::systemctlRun({ "reload", units::kFrontUnit }));
+			return std::string("reloaded ") + units::kFrontUnit + " (systemctl reload) with " + p.frontDir +
+			       "/haproxy.cfg";
+		}
+		TRYV(units::systemctlRun({ "enable", "--now", units::kFrontUnit }));
+		return std::string("started and enabled ") + units::kFrontUnit + " with " + p.frontDir + "/haproxy.cfg on " +
+		       hostPort(g.listenAddress, g.frontPort) + "; log: journalctl -u " + units::kFrontUnit;
+	}
 	if (pid_t pid = runningPid(p)) {
 		if (kill(pid, SIGUSR2) < 0)
 			return failErrno(errno, "signal haproxy (pid %d) to reload", (int)pid);
@@ -123,8 +137,11 @@ std::string masterSocket(const Paths& p)
 Result<std::string> refresh(const Paths& p, const GlobalConfig& g)
 {
 	struct stat st;
-	pid_t pid = runningPid(p);
-	if (!pid && stat((p.frontDir + "/haproxy.cfg").c_str(), &st) < 0)
+	// Under systemd the unit runs HAProxy (its master still writes
+	// RUN_DIR/front.pid and listens on the master socket).
+	const bool unit = units::manageFrontUnit(p);
+	const bool running = unit ? units::unitActive(units::kFrontUnit) : runningPid(p) != 0;
+	if (!running && stat((p.frontDir + "/haproxy.cfg").c_str(), &st) < 0)
 		return std::string();
 	// The files first (checked, atomic): a restart or a reload gives the
 	// same state as the runtime commands below.
@@ -132,7 +149,7 @@ Result<std::string> refresh(const Paths& p, const GlobalConfig& g)
 	bool changed = false;
 	for (const auto& [name, ch] : *changes)
 		changed = changed || ch.changed();
-	if (!pid || !changed)
+	if (!running || !changed)
 		return std::string();
 	std::string note;
 	if (auto commands = runtimeCommands(p.frontDir, *changes)) {
@@ -144,6 +161,11 @@ Result<std::string> refresh(const Paths& p, const GlobalConfig& g)
 		note = "front door: runtime API unavailable (" + applied.error().message() +
 		       "); reloaded HAProxy instead, open sessions end within 5 minutes";
 	}
+	if (unit) {
+		TRYV(units::systemctlRun({ "reload", units::kFrontUnit }));
+		return note;
+	}
+	const pid_t pid = runningPid(p);
 	if (kill(pid, SIGUSR2) < 0)
 		return failErrno(errno, "signal haproxy (pid %d) to reload", (int)pid);
 	return note;
@@ -155,6 +177,8 @@ std::string status(const Paths& p)
 	struct stat st;
 	const std::string cfg = p.frontDir + "/haproxy.cfg";
 	out += "config: " + cfg + (stat(cfg.c_str(), &st) == 0 ? "" : " (not written yet: pukaipu front reload)") + "\n";
+	if (units::manageFrontUnit(p))
+		out += std::string("unit: ") + units::kFrontUnit + (units::unitActive(units::kFrontUnit) ? " active" : " not active") + "\n";
 	if (pid_t pid = runningPid(p)) {
 		out += "haproxy: running, master pid " + std::to_string(pid) + " (" + pidFile(p) + "), log " + logFile(p) + "\n";
 		auto w = workers(masterSocket(p));
@@ -176,7 +200,9 @@ Result<std::string> sniMap(const Paths& p, const GlobalConfig& g)
 	}
 	std::string out;
 	for (const auto& inst : *all)
-		out += instanceName(inst) + " " + hostPort(host, g.frontPort) + "\n";
+		for (const auto& name : namesOf(inst))
+			if (!isIpLiteral(name))
+				out += name + " " + hostPort(host, g.frontPort) + "\n";
 	return out;
 }
 

@@ -14,6 +14,7 @@
 #include "base/process.h"
 #include "certs/certs.h"
 #include "listen.h"
+#include "names.h"
 #include "provision.h"
 
 namespace pukaipu::front {
@@ -172,14 +173,20 @@ Result<Plan> plan(const Paths& p, const GlobalConfig& g, const std::string& dir)
 		TRY_CTX(ca, readFileLimited(certDir + "/client-ca.crt"), "instance '%s'", inst.user.c_str());
 		TRY_CTX(client, readFileLimited(certDir + "/client.crt"), "instance '%s'", inst.user.c_str());
 		TRY_CTX(info, certs::inspect(*client), "instance '%s': client.crt", inst.user.c_str());
-		const std::string name = instanceName(inst);
 		out.files[inst.user + ".pem"] = { *crt + *key, 0640, true };
 		out.files[inst.user + "-client-ca.crt"] = { *ca, 0644, false };
-		crtList += dir + "/" + inst.user + ".pem [ca-file " + dir + "/" + inst.user + "-client-ca.crt verify required] " +
-			   name + "\n";
-		backends += name + " " + inst.user + "\n";
-		origins += name + " " + originOf(name, g.frontPort) + "\n";
-		serials += name + " " + info->serialHex + "\n";
+		// Its fqdn and extra names, exactly (names.h: no IP, no wildcard,
+		// each name one instance's only).
+		crtList += dir + "/" + inst.user + ".pem [ca-file " + dir + "/" + inst.user + "-client-ca.crt verify required]";
+		for (const auto& name : namesOf(inst)) {
+			if (isIpLiteral(name))
+				continue; // an instance from before the name rules: pukaipu migrate drops it
+			crtList += " " + name;
+			backends += name + " " + inst.user + "\n";
+			origins += name + " " + originOf(name, g.frontPort) + "\n";
+			serials += name + " " + info->serialHex + "\n";
+		}
+		crtList += "\n";
 		cfg += "\nbackend " + inst.user + "\n\tserver s unix@" + p.runDir + "/" + inst.user + "/desktop.sock\n";
 	}
 	out.files["haproxy.cfg"] = { cfg, 0644, false };
@@ -267,10 +274,7 @@ std::string firstAlert(const std::string& out)
 
 std::string instanceName(const InstanceConfig& inst)
 {
-	std::string n = inst.fqdn;
-	for (auto& c : n)
-		c = (char)std::tolower((unsigned char)c);
-	return n;
+	return lowerName(inst.fqdn);
 }
 
 std::string hostPort(const std::string& address, uint16_t port)

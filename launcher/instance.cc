@@ -382,6 +382,8 @@ std::string groupFile(const UserInfo& u)
 	return "root:x:0:\n" + u.name + ":x:" + std::to_string(u.gid) + ":\nnogroup:x:65534:\n";
 }
 
+} // namespace
+
 // Earlier versions put copies of the instance's certificates here for xpra,
 // the key owned by the user. TLS ends at the front door now: no copy of a
 // private key may stay where the user can read it.
@@ -395,8 +397,6 @@ Result<void> removeOldTlsCopies(const std::string& runUserDir)
 		return failErrno(errno, "remove '%s'", dir.c_str());
 	return {};
 }
-
-} // namespace
 
 Result<void> writeRuntimeFiles(const Paths& p, const InstanceConfig& inst, const UserInfo& u, const RuntimePaths& rt)
 {

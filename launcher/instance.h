@@ -47,6 +47,11 @@ struct RuntimePaths {
 	std::string shellRecord(pid_t launcher) const { return dir + "/shell-" + std::to_string(launcher) + ".pid"; }
 };
 
+// Earlier versions (before the front door) copied the instance's server
+// certificate, key and client CA into RUN_DIR/USER/tls, mounted into the
+// sandbox for xpra, the key readable by the user. Removes that directory.
+[[nodiscard]] Result<void> removeOldTlsCopies(const std::string& runUserDir);
+
 // The PIDs of the instance's pukaipu-run processes that still run, from
 // their records in `rt.dir` (a record whose PID is gone, or is no longer a
 // pukaipu-run, counts for nothing). desktopOnly: just the desktop's.

@@ -23,7 +23,9 @@
 #include "certs/certs.h"
 #include "base/net_literal.h"
 #include "base/sysutil.h"
+#include "host_ca.h"
 #include "instance.h"
+#include "names.h"
 #include "systemd/dropins.h"
 #include "unix_user.h"
 
@@ -38,45 +40,6 @@ std::string modeString(mode_t m)
 	char b[8];
 	std::snprintf(b, sizeof(b), "%04o", (unsigned)m);
 	return b;
-}
-
-Result<certs::Ca> hostCa(const Paths& p)
-{
-	const std::string dir = p.hostCaDir();
-	const std::string crt = dir + "/ca.crt", key = dir + "/ca.key";
-	struct stat st;
-	if (stat(crt.c_str(), &st) == 0)
-		return certs::loadCa(crt, key);
-	TRYV(makeDirs(dir.substr(0, dir.rfind('/')), 0755));
-	TRYV(ensureRootDir(dir, 0755));
-	char host[256] = "localhost";
-	gethostname(host, sizeof(host) - 1);
-	// A CN holds at most 64 characters: keep the host name's first label.
-	std::string label(host);
-	label = label.substr(0, std::min<size_t>(label.find('.'), 40));
-	TRY(ca, certs::createCa("pukaipu host CA (" + label + ")", certs::kCaDays));
-	TRY(keyPem, certs::keyToPem(ca->key.get()));
-	TRY(crtPem, certs::certToPem(ca->cert.get()));
-	TRYV(writeFileAtomic(key, *keyPem, 0600)); // key first: a cert without its key would be useless
-	TRYV(writeFileAtomic(crt, *crtPem, 0644));
-	return std::move(*ca);
-}
-
-// A new client CA, client certificate and client.p12 for `user`. The CA key
-// is not kept: no one can sign another certificate for this instance, and
-// renewal replaces the CA, which invalidates every older certificate.
-Result<std::string> writeClientCerts(const std::string& certDir, const std::string& user)
-{
-	TRY(ca, certs::createCa("pukaipu client CA for " + user, certs::kCaDays));
-	TRY(client, certs::issueClientCert(*ca, user, certs::kClientDays));
-	TRY(pass, certs::randomPassphrase());
-	TRY(p12, certs::toPkcs12(*client, ca->cert.get(), *pass, "pukaipu " + user));
-	TRY(caPem, certs::certToPem(ca->cert.get()));
-	TRY(clientPem, certs::certToPem(client->cert.get()));
-	TRYV(writeFileAtomic(certDir + "/client.p12", *p12, 0600));
-	TRYV(writeFileAtomic(certDir + "/client.crt", *clientPem, 0644));
-	TRYV(writeFileAtomic(certDir + "/client-ca.crt", *caPem, 0644));
-	return std::move(*pass);
 }
 
 bool sameRequest(const InstanceConfig& have, const CreateRequest& r)
@@ -101,6 +64,23 @@ void reloadSystemd(const Paths& p, std::vector<std::string>& warnings)
 }
 
 } // namespace
+
+// A new client CA, client certificate and client.p12 for `user`. The CA key
+// is not kept: no one can sign another certificate for this instance, and
+// renewal replaces the CA, which invalidates every older certificate.
+Result<std::string> writeClientCerts(const std::string& certDir, const std::string& user)
+{
+	TRY(ca, certs::createCa("pukaipu client CA for " + user, certs::kCaDays));
+	TRY(client, certs::issueClientCert(*ca, user, certs::kClientDays));
+	TRY(pass, certs::randomPassphrase());
+	TRY(p12, certs::toPkcs12(*client, ca->cert.get(), *pass, "pukaipu " + user));
+	TRY(caPem, certs::certToPem(ca->cert.get()));
+	TRY(clientPem, certs::certToPem(client->cert.get()));
+	TRYV(writeFileAtomic(certDir + "/client.p12", *p12, 0600));
+	TRYV(writeFileAtomic(certDir + "/client.crt", *clientPem, 0644));
+	TRYV(writeFileAtomic(certDir + "/client-ca.crt", *caPem, 0644));
+	return std::move(*pass);
+}
 
 Result<UniqueFd> lockState(const Paths& p)
 {
@@ -171,6 +151,22 @@ Result<std::set<uint16_t>> listeningTcpPorts()
 
 // --- the steps of createInstance --------------------------------------------------
 
+std::vector<std::string> requestNames(const CreateRequest& r)
+{
+	std::vector<std::string> out { lowerName(r.fqdn) };
+	for (const auto& n : r.extraNames)
+		out.push_back(lowerName(n));
+	return out;
+}
+
+std::string joinNames(const std::vector<std::string>& v)
+{
+	std::string out;
+	for (const auto& s : v)
+		out += (out.empty() ? "" : ", ") + s;
+	return out;
+}
+
 // Everything that can be checked without the lock and without looking at the
 // host: names, ranges, the options that go together.
 Result<void> checkRequest(const GlobalConfig& g, const CreateRequest& r)
@@ -188,17 +184,25 @@ Result<void> checkRequest(const GlobalConfig& g, const CreateRequest& r)
 				    r.user.c_str());
 	if (r.fqdn.empty())
 		return fail("--fqdn: missing (the name users will open in their browser)");
-	if (!validHostName(r.fqdn))
-		return fail("--fqdn '%s': not a DNS name or IP address", r.fqdn.c_str());
+	TRYV(checkInstanceName(r.fqdn, "--fqdn"));
 	for (const auto& n : r.extraNames)
-		if (!validHostName(n))
-			return fail("--extra-name '%s': not a DNS name or IP address", n.c_str());
+		TRYV(checkInstanceName(n, "--extra-name"));
 	if (r.serverCertFile.empty() != r.serverKeyFile.empty())
 		return fail("--server-cert and --server-key go together");
 	if (r.port && !g.ports.contains(*r.port))
 		return fail("--port %u: outside the configured range %u-%u", *r.port, g.ports.first, g.ports.last);
 	if (r.uid && !g.uids.contains(*r.uid))
 		return fail("--uid %u: outside the configured range %u-%u", *r.uid, g.uids.first, g.uids.last);
+	// The host CA signs only within its permitted domains (nameConstraints):
+	// a certificate it issued for another name would be refused by browsers.
+	if (r.serverCertFile.empty()) {
+		const auto domains = permittedDomains(g);
+		for (const auto& n : requestNames(r))
+			if (!withinDomains(n, domains))
+				return fail("name '%s' is outside the domains the host CA signs for (%s): set \"domain\" or "
+					    "\"extraDomains\" in pukaipu.json and run pukaipu ca rotate, or bring --server-cert",
+					    n.c_str(), joinNames(domains).c_str());
+	}
 	return {};
 }
 
@@ -269,12 +273,9 @@ Result<void> writeServerCert(const Paths& p, const GlobalConfig& g, const std::s
 		TRYV(writeFileAtomic(certDir + "/server.key", external->key, 0600));
 		return writeFileAtomic(certDir + "/server.crt", external->crt, 0644);
 	}
-	std::vector<std::string> dnsNames, ips;
-	for (const auto& n : r.extraNames)
-		(isIpLiteral(n) ? ips : dnsNames).push_back(n);
-	TRY(ca, hostCa(p));
+	TRY(ca, hostCa(p, g));
 	int days = (int)std::min<uint32_t>(g.certDays, certs::kMaxServerDays);
-	TRY(server, certs::issueServerCert(*ca, r.fqdn, dnsNames, ips, days));
+	TRY(server, certs::issueServerCert(*ca, r.fqdn, r.extraNames, {}, days));
 	TRY(keyPem, certs::keyToPem(server->key.get()));
 	TRY(leafPem, certs::certToPem(server->cert.get()));
 	TRY(caPem, certs::certToPem(ca->cert.get()));
@@ -318,6 +319,8 @@ Result<CreateResult> createInstance(const Paths& p, const GlobalConfig& g, const
 	TRY(port, allocatePort(g, r, *all));
 	inst.port = *port;
 	TRYV(checkUidUnused(*all, inst.uid));
+	// Under the lock, against every instance: a name opens one instance only.
+	TRYV(checkNamesFree(*all, r.user, requestNames(r)));
 	TRY(external, readExternalServerCert(r));
 
 	// --- changes, in an order where a crash leaves no half instance ---

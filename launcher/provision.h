@@ -79,4 +79,8 @@ struct SetResult {
 
 [[nodiscard]] Result<std::vector<InstanceConfig>> listInstances(const Paths& p);
 
+// A new client CA, client certificate and client.p12 in certDir; returns
+// the passphrase. The client CA's key is not kept.
+[[nodiscard]] Result<std::string> writeClientCerts(const std::string& certDir, const std::string& user);
+
 } // namespace pukaipu

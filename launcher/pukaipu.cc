@@ -6,6 +6,7 @@
 //   pukaipu set USER [--memory SIZE] [--cpus N] [--tasks N] [--idle-timeout DURATION]
 //   pukaipu grant|revoke USER KIND VALUE | grants USER [--json] | attach USER
 //   pukaipu restart USER [--when-idle]
+//   pukaipu front reload|status|sni-map | ca rotate | migrate
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -24,11 +25,14 @@
 #include "cmd_grants.h"
 #include "config.h"
 #include "front.h"
+#include "host_ca.h"
 #include "instance.h"
+#include "migrate.h"
+#include "names.h"
 #include "provision.h"
+#include "systemd/dropins.h"
 #include "base/json_fields.h"
 #include "base/process.h"
-#include "systemd/dropins.h"
 
 using namespace pukaipu;
 using json = nlohmann::json;
@@ -231,6 +235,53 @@ Result<void> cmdRestart(const Paths& p, const std::string& user, bool whenIdle)
 	return {};
 }
 
+Result<void> cmdRotateCa(const Paths& p, const GlobalConfig& g)
+{
+	TRY(r, rotateHostCa(p, g));
+	refreshFront(p, g);
+	std::printf("new host CA: %s (it may sign names in", r->caPath.c_str());
+	for (const auto& d : permittedDomains(g))
+		std::printf(" %s", d.c_str());
+	std::printf(", and no IP address)\n");
+	for (const auto& u : r->reissued)
+		std::printf("%s: new server certificate from the new host CA\n", u.c_str());
+	for (const auto& u : r->external)
+		std::printf("%s: server certificate from another CA, kept\n", u.c_str());
+	for (const auto& c : r->clients)
+		std::printf("%s: new client certificate %s, passphrase (shown once, never stored): %s\n", c.user.c_str(),
+			    c.p12Path.c_str(), c.passphrase.c_str());
+	std::printf("older client certificates open nothing any more. Each user must now: remove the old pukaipu host CA "
+		    "from the browser, import %s as a trusted CA, and import the new client.p12\n", r->caPath.c_str());
+	return {};
+}
+
+Result<void> cmdMigrate(const Paths& p, const GlobalConfig& g)
+{
+	TRY(r, migrate(p, g));
+	for (const auto& c : r->changes)
+		std::printf("%s\n", c.c_str());
+	if (r->dropInsRemoved && units::manageSystemd(p))
+		if (auto d = units::daemonReload(); !d)
+			warnAll({ d.error().message() + " (run systemctl daemon-reload yourself)" });
+	// The front door serves them from now on: write its configuration (and
+	// reload it when it runs).
+	if (!r->urls.empty() || !r->frontWasSetUp) {
+		if (auto f = front::generate(p, g); !f)
+			warnAll({ "front door not set up: " + f.error().message() + " (then: pukaipu front reload)" });
+		else
+			refreshFront(p, g);
+	}
+	for (const auto& u : r->urls)
+		std::printf("%s\n", u.c_str());
+	if (r->urls.empty() && r->changes.empty())
+		std::printf("nothing to migrate\n");
+	else if (!front::runningPid(p))
+		std::printf("start the front door: pukaipu front reload\n");
+	if (auto problem = hostCaProblem(p, g))
+		warnAll({ *problem });
+	return {};
+}
+
 } // namespace
 
 int main(int argc, char** argv)
@@ -261,7 +312,8 @@ int main(int argc, char** argv)
 				   ->check(CLI::Range(1, 65535));
 	auto* uidOption = create->add_option("--uid", uid, "uid for a new user (default: the lowest free one in the range)")
 				  ->check(CLI::Range(0u, 0xfffffffeu));
-	create->add_option("--extra-name", req.extraNames, "another DNS name or IP address for the server certificate");
+	create->add_option("--extra-name", req.extraNames, "another DNS name of the instance (no IP address; a name "
+							   "belongs to one instance only)");
 	create->add_option("--server-cert", req.serverCertFile, "an externally issued server certificate (PEM, leaf first)");
 	create->add_option("--server-key", req.serverKeyFile, "its private key (PEM)");
 	create->add_option("--network", req.network, "egress (default) or none")->check(CLI::IsMember({ "egress", "none" }));
@@ -320,6 +372,14 @@ int main(int argc, char** argv)
 	auto* frontStatus = frontCmd->add_subcommand("status", "whether the front door's HAProxy runs, and with which configuration");
 	auto* frontSniMap = frontCmd->add_subcommand("sni-map", "NAME HOST:PORT per instance, for a TCP-mode HAProxy on another host");
 
+	auto* caCmd = app.add_subcommand("ca", "the host CA, which users trust for the instances' server certificates");
+	caCmd->require_subcommand(1);
+	auto* caRotate = caCmd->add_subcommand("rotate", "replace the host CA by one with name constraints (the domains of "
+							 "pukaipu.json, no IP address), re-issue the server certificates it signed and every "
+							 "client certificate, refresh the front door");
+	auto* migrateCmd = app.add_subcommand("migrate", "move instances made before the front door over to it (idempotent; "
+							 "prints each old URL and the new one)");
+
 	if (auto done = parseCommandLine(app, argc, argv, "pukaipu", 2))
 		return *done;
 	// attach runs as the user and needs no configuration.
@@ -330,7 +390,8 @@ int main(int argc, char** argv)
 	if (!global)
 		return report(global.error());
 	bool mutating = create->parsed() || remove->parsed() || renew->parsed() || set->parsed() ||
-			grantCmd->parsed() || revokeCmd->parsed() || frontReload->parsed() || restartCmd->parsed();
+			grantCmd->parsed() || revokeCmd->parsed() || frontReload->parsed() || restartCmd->parsed() ||
+			caRotate->parsed() || migrateCmd->parsed();
 	if (mutating && geteuid() != 0)
 		return report(makeError(0, "must run as root"));
 
@@ -353,6 +414,10 @@ int main(int argc, char** argv)
 	}
 	if (frontSniMap->parsed())
 		return printed(front::sniMap(paths, *global));
+	if (caRotate->parsed())
+		return done(cmdRotateCa(paths, *global));
+	if (migrateCmd->parsed())
+		return done(cmdMigrate(paths, *global));
 
 	if (create->parsed()) {
 		if (req.fqdn.empty())
@@ -437,6 +502,8 @@ int main(int argc, char** argv)
 		if (!inst)
 			return report(inst.error());
 		json j = describe(paths, *inst);
+		if (auto problem = hostCaProblem(paths, *global))
+			warnAll({ *problem });
 		if (asJson) {
 			std::printf("%s\n", j.dump(2).c_str());
 			return 0;

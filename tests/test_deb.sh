@@ -99,7 +99,7 @@ fi
 # --- contents ---------------------------------------------------------------
 contents=$(dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|')
 for want in /usr/sbin/pukaipu /usr/sbin/pukaipu-run /lib/systemd/system/pukaipu@.service \
-	/lib/systemd/system/pukaipu@.socket /usr/share/pukaipu/seccomp/default.json \
+	/lib/systemd/system/pukaipu@.socket /lib/systemd/system/pukaipu-front.service /usr/share/pukaipu/seccomp/default.json \
 	/usr/share/pukaipu/seccomp/log.json /etc/apparmor.d/pukaipu-session \
 	/etc/apparmor.d/pukaipu-session.d/common /usr/share/man/man8/pukaipu-run.8.gz \
 	/usr/share/man/man8/pukaipu.8.gz /usr/share/man/man5/pukaipu.json.5.gz \
@@ -140,6 +140,8 @@ fi
 getent group haproxy >/dev/null
 # The units went in, and nothing was enabled or started.
 test -f /lib/systemd/system/pukaipu@.service
+test -f /lib/systemd/system/pukaipu-front.service
+if ls /etc/systemd/system/*/pukaipu-front.service 2>/dev/null; then echo "the front unit was enabled"; exit 1; fi
 if ls /etc/systemd/system/*/pukaipu@* 2>/dev/null; then echo "a unit was enabled"; exit 1; fi
 # Without AppArmor in the chroot the postinst skipped loading, cleanly.
 test -f /etc/apparmor.d/local/pukaipu-session

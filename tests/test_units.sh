@@ -88,7 +88,7 @@ expect_file() { # path regex what
 	fi
 }
 
-echo '{"listenAddress": "127.0.0.1", "portRange": [15500, 15510], "uidRange": [3900, 3950]}' >"$tmp/pukaipu.json"
+echo '{"listenAddress": "127.0.0.1", "domain": "example", "portRange": [15500, 15510], "uidRange": [3900, 3950]}' >"$tmp/pukaipu.json"
 out=$(pk create unitt --fqdn unitt.example --memory 2G --cpus 1.5 --tasks 2048 --idle-timeout 30m 2>&1) ||
 	{ echo "$out"; echo "FAIL: pukaipu create failed"; exit 1; }
 limits=$sd/pukaipu@unitt.service.d/50-pukaipu-limits.conf
@@ -152,6 +152,29 @@ fi
 expect_file "$unitdir/pukaipu-rootfs-update.timer" 'RandomizedDelaySec=6h' "the rebuild timer: a random delay"
 expect_file "$unitdir/pukaipu-rootfs-update.service" "ExecStart=$sbin/rootfs-builder --quiet default" "the rebuild service runs rootfs-builder"
 find "$root/etc" -name 'pukaipu-rootfs-update.timer' | grep -q . && fail "the rebuild timer is enabled by meson install"
+# The front door's unit, as installed: the front dir filled in, and silent
+# under systemd-analyze verify (its programs are the host's haproxy and sh).
+front=$unitdir/pukaipu-front.service
+expect_file "$front" 'ExecStart=/usr/sbin/haproxy -Ws -S /run/pukaipu/front-master.sock,mode,600 -f ${CONFIG} -p /run/pukaipu/front.pid' "front unit: haproxy -Ws"
+expect_file "$front" "ExecReload=/bin/sh -c 'kill -USR2 \"\$MAINPID\"'" "front unit: reload = SIGUSR2 after haproxy -c"
+expect_file "$front" "Environment=CONFIG=$(sed -n 's|^Environment=CONFIG=||p' "$front")" "front unit: one CONFIG"
+grep -q '^Environment=CONFIG=/etc/pukaipu/front/haproxy.cfg$' "$front" && echo "ok: front unit: reads /etc/pukaipu/front" ||
+	fail "front unit: CONFIG is not /etc/pukaipu/front/haproxy.cfg"
+if [ -x /usr/sbin/haproxy ]; then
+	mkdir -p "$root/usr/sbin" "$root/bin"
+	cp -n /usr/sbin/haproxy "$root/usr/sbin/haproxy"
+	cp -n /bin/sh "$root/bin/sh"
+	out=$(cd "$tmp" && systemd-analyze verify --man=no --root="$root" pukaipu-front.service 2>&1)
+	rc=$?
+	if [ $rc != 0 ] || [ -n "$out" ]; then
+		echo "$out"
+		fail "front unit: systemd-analyze verify exited $rc and printed the above"
+	else
+		echo "ok: front unit: systemd-analyze verify is silent"
+	fi
+else
+	echo "note: no /usr/sbin/haproxy: the front unit is not verified"
+fi
 
 [ $status = 0 ] && echo "test_units: pass"
 exit $status

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "base/file_io.h"
+#include "build_config.h"
 #include "base/json_fields.h"
 #include "base/process.h"
 #include "base/sysutil.h"
@@ -122,13 +123,33 @@ bool manageSystemd(const Paths& p)
 	return p.systemdDirIsDefault && systemdRunning();
 }
 
+Result<void> systemctlRun(const std::vector<std::string>& args)
+{
+	std::string out, cmd;
+	for (const auto& a : args)
+		cmd += (cmd.empty() ? "" : " ") + a;
+	if (systemctl(args, out) != 0) {
+		while (!out.empty() && out.back() == '\n')
+			out.pop_back();
+		return fail("systemctl %s failed%s%s", cmd.c_str(), out.empty() ? "" : ": ", out.c_str());
+	}
+	return {};
+}
+
 Result<void> daemonReload()
 {
+	return systemctlRun({ "daemon-reload" });
+}
+
+bool manageFrontUnit(const Paths& p)
+{
+	return systemdRunning() && p.frontDir == std::string(PUKAIPU_SYSCONFDIR) + "/front";
+}
+
+bool unitActive(const std::string& unit)
+{
 	std::string out;
-	int rc = systemctl({ "daemon-reload" }, out);
-	if (rc != 0)
-		return fail("systemctl daemon-reload failed%s%s", out.empty() ? "" : ": ", out.c_str());
-	return {};
+	return systemctl({ "is-active", "--quiet", unit }, out) == 0;
 }
 
 std::vector<std::string> busyUnits(const std::string& user)

@@ -49,4 +49,13 @@ inline constexpr const char* kLimitsDropIn = "50-pukaipu-limits.conf";
 // skipped); `systemctl is-active` / `is-enabled` per unit.
 [[nodiscard]] std::vector<std::string> busyUnits(const std::string& user);
 
+// The front door's unit (launcher/systemd/pukaipu-front.service.in): HAProxy
+// with FRONT_DIR/haproxy.cfg. pukaipu drives it when systemd runs and the
+// front dir is the one the unit reads (not a test's PUKAIPU_FRONT_DIR).
+inline constexpr const char* kFrontUnit = "pukaipu-front.service";
+[[nodiscard]] bool manageFrontUnit(const Paths& p);
+[[nodiscard]] bool unitActive(const std::string& unit);
+// `systemctl ARGS...`; the error carries systemctl's message.
+[[nodiscard]] Result<void> systemctlRun(const std::vector<std::string>& args);
+
 } // namespace pukaipu::units

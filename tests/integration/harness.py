@@ -268,3 +268,9 @@ def stop_front(pid_file):
         except OSError:
             break
         time.sleep(0.05)
+
+
+def stop_haproxy(run_dir):
+    """stop_front for the HAProxy that `pukaipu front reload` started with
+    RUN_DIR/front.pid."""
+    stop_front(os.path.join(run_dir, "front.pid"))

@@ -247,6 +247,7 @@ class EscapeBattery(unittest.TestCase):
             "uidRange": [3400, 3499],
             "portRange": [26400, 26499],
             "listenAddress": "127.0.0.1",
+            "domain": "escape.test",
             "apparmor": {"policy": "optional"},
             "seccompProfile": os.path.join(h.SRC, "profiles/seccomp/default.json"),
             "session": {"command": ["/usr/bin/env", "PUKAIPU_TEST_OFFLINE=1", "/usr/lib/pukaipu/xpra-session",

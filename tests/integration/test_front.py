@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import stat
 import subprocess
@@ -61,7 +60,7 @@ class Front(unittest.TestCase):
         cls.front = os.path.join(cls.s.root, "front")
         cls.port = free_port()
         cfg = {"uidRange": [3300, 3399], "portRange": [25500, 25599], "listenAddress": "127.0.0.1",
-               "frontPort": cls.port, "domain": "front.test", "apparmor": {"policy": "optional"}}
+               "frontPort": cls.port, "domain": "front.test", "extraDomains": ["example.test"], "apparmor": {"policy": "optional"}}
         with open(cls.s.config, "w") as f:
             json.dump(cfg, f)
         cls.pem = {}

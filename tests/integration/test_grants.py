@@ -79,6 +79,7 @@ def config(rootfs, session=True):
         "uidRange": [3100, 3199],
         "portRange": [24600, 24699],
         "listenAddress": "127.0.0.1",
+        "domain": "example.test",
         "apparmor": {"policy": "optional"},
         "seccompProfile": os.path.join(h.SRC, "profiles/seccomp/default.json"),
         "network": {"mode": "none"},

@@ -48,6 +48,7 @@ class Instances(unittest.TestCase):
             "uidRange": [3000, 3099],
             "portRange": [24500, 24599],
             "listenAddress": "127.0.0.1",
+            "domain": "example.test",
             "apparmor": {"policy": "optional"},
             "seccompProfile": os.path.join(h.SRC, "profiles/seccomp/default.json"),
             "tmpSize": "8m",
@@ -143,18 +144,18 @@ class Instances(unittest.TestCase):
     def test_bad_names_and_ids_create_nothing(self):
         before = tree_digest(self.s.state, self.s.etc, self.s.home)
         cases = [
-            (["create", "root", "--fqdn", "x.test"], "refusing"),
-            (["create", "Bob", "--fqdn", "x.test"], "is not valid"),
-            (["create", "1bob", "--fqdn", "x.test"], "is not valid"),
-            (["create", "a/b", "--fqdn", "x.test"], "is not valid"),
-            (["create", "..", "--fqdn", "x.test"], "is not valid"),
-            (["create", "x" * 33, "--fqdn", "x.test"], "is not valid"),
-            (["create", "bob-", "--fqdn", "x.test"], "is not valid"),
-            (["create", "start", "--fqdn", "x.test"], "taken by pukaipu-run's OCI runtime commands"),
-            (["create", "daemon", "--fqdn", "x.test"], "outside the instance range"),
-            (["create", "bob", "--fqdn", "x.test", "--uid", "500"], "outside the configured range"),
-            (["create", "bob", "--fqdn", "x.test", "--uid", "5000"], "outside the configured range"),
-            (["create", "bob", "--fqdn", "x.test", "--port", "80"], "outside the configured range"),
+            (["create", "root", "--fqdn", "x.example.test"], "refusing"),
+            (["create", "Bob", "--fqdn", "x.example.test"], "is not valid"),
+            (["create", "1bob", "--fqdn", "x.example.test"], "is not valid"),
+            (["create", "a/b", "--fqdn", "x.example.test"], "is not valid"),
+            (["create", "..", "--fqdn", "x.example.test"], "is not valid"),
+            (["create", "x" * 33, "--fqdn", "x.example.test"], "is not valid"),
+            (["create", "bob-", "--fqdn", "x.example.test"], "is not valid"),
+            (["create", "start", "--fqdn", "x.example.test"], "taken by pukaipu-run's OCI runtime commands"),
+            (["create", "daemon", "--fqdn", "x.example.test"], "outside the instance range"),
+            (["create", "bob", "--fqdn", "x.example.test", "--uid", "500"], "outside the configured range"),
+            (["create", "bob", "--fqdn", "x.example.test", "--uid", "5000"], "outside the configured range"),
+            (["create", "bob", "--fqdn", "x.example.test", "--port", "80"], "outside the configured range"),
             (["create", "bob", "--fqdn", "bad name!"], "fqdn"),
         ]
         for args, needle in cases:
@@ -168,17 +169,17 @@ class Instances(unittest.TestCase):
         self.assertEqual(self.create("numset").returncode, 0)
         before = tree_digest(self.s.state, self.s.etc, self.s.home)
         cases = [
-            (["create", "bob", "--fqdn", "x.test", "--port", "0"], "--port"),
-            (["create", "bob", "--fqdn", "x.test", "--port", "65536"], "--port"),
-            (["create", "bob", "--fqdn", "x.test", "--port", "http"], "--port"),
-            (["create", "bob", "--fqdn", "x.test", "--uid", "-1"], "--uid"),
-            (["create", "bob", "--fqdn", "x.test", "--uid", "4294967295"], "--uid"),
-            (["create", "bob", "--fqdn", "x.test", "--cpus", "0"], "--cpus"),
-            (["create", "bob", "--fqdn", "x.test", "--cpus", "1,5"], "--cpus"),
-            (["create", "bob", "--fqdn", "x.test", "--cpus", "2000"], "--cpus"),
-            (["create", "bob", "--fqdn", "x.test", "--tasks", "3"], "--tasks"),
-            (["create", "bob", "--fqdn", "x.test", "--tasks", "-16"], "--tasks"),
-            (["create", "bob", "--fqdn", "x.test", "--tasks", "2048x"], "--tasks"),
+            (["create", "bob", "--fqdn", "x.example.test", "--port", "0"], "--port"),
+            (["create", "bob", "--fqdn", "x.example.test", "--port", "65536"], "--port"),
+            (["create", "bob", "--fqdn", "x.example.test", "--port", "http"], "--port"),
+            (["create", "bob", "--fqdn", "x.example.test", "--uid", "-1"], "--uid"),
+            (["create", "bob", "--fqdn", "x.example.test", "--uid", "4294967295"], "--uid"),
+            (["create", "bob", "--fqdn", "x.example.test", "--cpus", "0"], "--cpus"),
+            (["create", "bob", "--fqdn", "x.example.test", "--cpus", "1,5"], "--cpus"),
+            (["create", "bob", "--fqdn", "x.example.test", "--cpus", "2000"], "--cpus"),
+            (["create", "bob", "--fqdn", "x.example.test", "--tasks", "3"], "--tasks"),
+            (["create", "bob", "--fqdn", "x.example.test", "--tasks", "-16"], "--tasks"),
+            (["create", "bob", "--fqdn", "x.example.test", "--tasks", "2048x"], "--tasks"),
             (["set", "numset", "--cpus", "0"], "--cpus"),
             (["set", "numset", "--cpus", "lots"], "--cpus"),
             (["set", "numset", "--tasks", "99999999999"], "--tasks"),
@@ -195,7 +196,7 @@ class Instances(unittest.TestCase):
         # "none" still removes a limit (set) and is refused as pointless (create).
         r = self.pukaipu("set", "numset", "--cpus", "none", "--tasks", "none")
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assert_refused(self.pukaipu("create", "bob", "--fqdn", "x.test", "--tasks", "none"), "'none' is the default")
+        self.assert_refused(self.pukaipu("create", "bob", "--fqdn", "x.example.test", "--tasks", "none"), "'none' is the default")
 
     def test_port_and_uid_collisions_refused(self):
         r = self.create("pa", "--port", "24590", "--uid", "3090")
@@ -358,7 +359,7 @@ class Instances(unittest.TestCase):
     # --- certificates ----------------------------------------------------------
 
     def test_certificates(self):
-        r = self.create("certy", "--extra-name", "alt.example.test", "--extra-name", "192.0.2.7")
+        r = self.create("certy", "--extra-name", "alt.example.test", "--extra-name", "Alt2.example.test")
         self.assertEqual(r.returncode, 0, r.stderr)
         passphrase = PASSPHRASE.search(r.stdout).group(1)
         certs = os.path.join(self.s.state, "instances/certy/certs")
@@ -367,7 +368,8 @@ class Instances(unittest.TestCase):
         self.assertIn("TLS Web Server Authentication", server)
         self.assertIn("DNS:certy.example.test", server)
         self.assertIn("DNS:alt.example.test", server)
-        self.assertIn("IP Address:192.0.2.7", server)
+        self.assertIn("DNS:Alt2.example.test", server)
+        self.assertNotIn("IP Address", server)
         client = openssl("x509", "-in", os.path.join(certs, "client.crt"), "-noout", "-text").stdout
         self.assertIn("TLS Web Client Authentication", client)
         self.assertNotIn("TLS Web Server Authentication", client)
@@ -556,6 +558,7 @@ def instance_sysroot(name, first_uid, first_port, command, shell, sysroot=Sysroo
         "uidRange": [first_uid, first_uid + 99],
         "portRange": [first_port, first_port + 99],
         "listenAddress": "127.0.0.1",
+        "domain": "example.test",
         "apparmor": {"policy": "optional"},
         "seccompProfile": os.path.join(h.SRC, "profiles/seccomp/default.json"),
         "session": {"command": command, "shell": shell},

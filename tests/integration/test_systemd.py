@@ -12,7 +12,8 @@ started with
 in a cgroup of its own, and driven with `nsenter -t PID1 -a ...`. The session
 is a tiny static payload (SDSERVE below) in a busybox rootfs: it takes the
 listening socket on fd 3 only when LISTEN_FDS=1 and LISTEN_PID is its own PID
-(2 in the container), greets every client with one line, and exits 0 after
+(2 in the container), greets every client with one line (as an HTTP response,
+so that the front door, pukaipu-front.service, serves it too), and exits 0 after
 PUKAIPU_IDLE_TIMEOUT seconds without a client, the way xpra's
 --server-idle-timeout does.
 
@@ -112,9 +113,13 @@ int main(void)
 			int c = accept4(3, NULL, NULL, SOCK_CLOEXEC);
 			if (c < 0)
 				continue;
-			char line[160];
-			int len = snprintf(line, sizeof line, "sdserve pid=%d uid=%d served=%d idle=%d\n",
-					   (int)getpid(), (int)getuid(), ++served, idle);
+			/* An HTTP response, so that the front door (HAProxy in HTTP
+			   mode) can serve it too; raw clients skip the header. */
+			char body[100], line[240];
+			int blen = snprintf(body, sizeof body, "sdserve pid=%d uid=%d served=%d idle=%d\n",
+					    (int)getpid(), (int)getuid(), ++served, idle);
+			int len = snprintf(line, sizeof line, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n"
+					   "Content-Length: %d\r\n\r\n%s", blen, body);
 			if (write(c, line, len) != len || n == 17) {
 				close(c);
 				continue;
@@ -345,7 +350,7 @@ def unix_greeting(path, hold=0.0, timeout=20.0):
                 data += chunk
             if hold:
                 time.sleep(hold)
-            return data.decode(errors="replace").strip()
+            return data.decode(errors="replace").split("\r\n\r\n", 1)[-1].strip()
     except OSError:
         return ""
 
@@ -397,6 +402,49 @@ class Checks:
         return r.stdout.split()
 
 
+def front_checks(m, c, create_out):
+    """`pukaipu front reload` starts and enables pukaipu-front.service, a second
+    one is a `systemctl reload` (the master keeps its PID, the journal says
+    Reloaded), and curl with t's client certificate gets t's desktop through
+    it (from the host's curl in the container's network namespace)."""
+    sh = m.sh
+    r = sh("pukaipu front reload", check=False)
+    c.expect(r.returncode == 0 and "started and enabled pukaipu-front.service" in r.stdout,
+             "pukaipu front reload starts and enables pukaipu-front.service", r.stdout + r.stderr)
+    c.expect(c.state("pukaipu-front.service") == "active", "pukaipu-front.service is active")
+    c.expect(sh("systemctl is-enabled pukaipu-front.service", check=False).stdout.strip() == "enabled",
+             "pukaipu-front.service is enabled")
+    before = m.show("pukaipu-front.service", "MainPID", "NRestarts")
+    r = sh("pukaipu front reload", check=False)
+    after = m.show("pukaipu-front.service", "MainPID", "NRestarts")
+    c.expect(r.returncode == 0 and "reloaded pukaipu-front.service (systemctl reload)" in r.stdout,
+             "a second pukaipu front reload is a systemctl reload", r.stdout + r.stderr)
+    c.expect(after == before and after.get("NRestarts") == "0",
+             "reloaded, not restarted: the same master PID", f"{before} -> {after}")
+    journal = sh("journalctl -u pukaipu-front.service -o cat --no-pager", check=False).stdout
+    c.expect("Reloaded" in journal, "the journal shows the unit reloaded", journal[-600:])
+    r = sh("pukaipu front status", check=False)
+    c.expect("unit: pukaipu-front.service active" in r.stdout and "haproxy: running, master pid "
+             + before.get("MainPID", "?") in r.stdout, "pukaipu front status names the unit and its master",
+             r.stdout)
+
+    passphrase = create_out.split("passphrase (shown once, never stored): ")[-1].split()[0]
+    root = f"/proc/{m.pid1}/root"
+    with tempfile.TemporaryDirectory() as d:
+        pem = os.path.join(d, "client.pem")
+        subprocess.run(["openssl", "pkcs12", "-in", f"{root}/var/lib/pukaipu/instances/t/certs/client.p12",
+                        "-passin", f"pass:{passphrase}", "-nodes", "-out", pem], check=True, capture_output=True)
+        curl = ["nsenter", "-t", str(m.pid1), "-n", "curl", "-sS", "--max-time", "20", "--resolve",
+                "t.example:443:127.0.0.1", "--cacert", f"{root}/etc/pukaipu/ca/ca.crt"]
+        r = subprocess.run([*curl, "--cert", pem, "https://t.example/"], capture_output=True, text=True)
+        c.expect(r.returncode == 0 and r.stdout.startswith("sdserve pid=2"),
+                 "curl with t's client certificate gets t's desktop through pukaipu-front.service",
+                 r.stdout + r.stderr)
+        r = subprocess.run([*curl, "https://t.example/"], capture_output=True, text=True)
+        c.expect(r.returncode != 0 and "sdserve" not in r.stdout, "without a client certificate: refused",
+                 r.stdout + r.stderr)
+
+
 def run_checks(m, c):
     sh = m.sh
     t = time.monotonic()
@@ -412,6 +460,7 @@ def run_checks(m, c):
         sh("""sed -i 's/^{/{"memoryMax": "infinity", "tasksMax": 0, /' /etc/pukaipu/pukaipu.json""")
     r = sh("pukaipu create t --fqdn t.example" + (" --memory 256M --cpus 0.5 --tasks 64" if limited else ""),
            check=False)
+    create_out = r.stdout
     c.expect(r.returncode == 0 and "port 14500" in r.stdout, "pukaipu create t", r.stdout + r.stderr)
     uid = int(sh("id -u t").stdout)
     cat = sh("systemctl cat pukaipu@t.socket pukaipu@t.service", check=False).stdout
@@ -457,6 +506,9 @@ def run_checks(m, c):
     c.expect(" running " in r.stdout, "pukaipu list shows it running", r.stdout)
     greeting = c.connect()
     c.expect("served=2" in greeting, "a second client is served by the same session", greeting)
+
+    # --- the front door: pukaipu-front.service ------------------------------
+    front_checks(m, c, create_out)
 
     # --- stop: nothing left ----------------------------------------------
     r = sh("systemctl stop pukaipu@t.service", check=False)
@@ -577,7 +629,7 @@ def main():
         os.makedirs(os.path.join(m.root, "etc/pukaipu"), exist_ok=True)
         with open(os.path.join(m.root, "etc/pukaipu/pukaipu.json"), "w") as f:
             f.write('{"rootfs": "/var/lib/pukaipu/rootfs/test", "apparmor": {"policy": "optional"},\n'
-                    ' "session": {"command": ["/bin/sdserve"]}, "listenAddress": "127.0.0.1",\n'
+                    ' "session": {"command": ["/bin/sdserve"]}, "listenAddress": "127.0.0.1", "domain": "example",\n'
                     ' "network": {"mode": "none"}, "graceSeconds": 3}\n')
         t_prep = time.monotonic() - t0 - t_deb - t_base
         tb = time.monotonic()

@@ -733,3 +733,37 @@ TEST_CASE("readFileLimited: whole regular files only, bounded")
 	REQUIRE_FALSE(missing);
 	CHECK(missing.error().errno_ == ENOENT);
 }
+
+TEST_CASE("host CA nameConstraints: critical, permitted domains, every IP excluded; enforced by verifyChain")
+{
+	NameConstraints nc { { "example.test", "other.test" } };
+	auto ca = createCa("pukaipu host CA (t)", 30, &nc);
+	REQUIRE(ca);
+	CertInfo i = infoOf(ca->cert.get());
+	CHECK(i.hasNameConstraints);
+	CHECK(i.nameConstraintsCritical);
+	CHECK(i.permittedDns == Strings { "example.test", "other.test" });
+	CHECK(i.excludedIps == Strings { "0.0.0.0/0", "::/0" });
+	CHECK_FALSE(infoOf(makeCa("plain").cert.get()).hasNameConstraints);
+	auto inside = issueServerCert(*ca, "john.example.test", { "other.test" }, {}, 30);
+	REQUIRE(inside);
+	CHECK(verifyChain(inside->cert.get(), ca->cert.get(), Purpose::ServerAuth, "john.example.test"));
+	CHECK(signedBy(*certToPem(inside->cert.get()), ca->cert.get()));
+	CHECK_FALSE(signedBy(*certToPem(inside->cert.get()), makeCa("other").cert.get()));
+	// The CA's key signs anything; verification refuses what it may not vouch for.
+	for (auto [fqdn, ips] : { std::pair<std::string, Strings> { "bank.example.com", {} },
+		     std::pair<std::string, Strings> { "xexample.test", {} },
+		     std::pair<std::string, Strings> { "a.example.test", { "127.0.0.1" } },
+		     std::pair<std::string, Strings> { "b.example.test", { "2001:db8::1" } } }) {
+		CAPTURE(fqdn);
+		auto leaf = issueServerCert(*ca, fqdn, {}, ips, 30);
+		REQUIRE(leaf);
+		auto v = verifyChain(leaf->cert.get(), ca->cert.get(), Purpose::ServerAuth);
+		REQUIRE_FALSE(v);
+		CHECK(v.error().message().find("subtree violation") != std::string::npos);
+	}
+	NameConstraints none;
+	CHECK_FALSE(createCa("x", 30, &none));
+	NameConstraints bad { { "1.2.3.4/8" } };
+	CHECK_FALSE(createCa("x", 30, &bad));
+}

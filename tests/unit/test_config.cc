@@ -10,6 +10,7 @@
 
 #include "base/net_literal.h"
 #include "launcher/config.h"
+#include "launcher/names.h"
 
 using namespace pukaipu;
 using json = nlohmann::json;
@@ -170,4 +171,43 @@ TEST_CASE("frontProxyFrom: IP addresses and CIDR ranges only")
 				 R"({"frontProxyFrom": ["10.0.0.1/8x"]})" })
 		CHECK(globalError(bad).find("is not an IP address or CIDR range") != std::string::npos);
 	CHECK(globalError(R"({"frontProxyFrom": "10.0.0.1"})").find("frontProxyFrom") != std::string::npos);
+}
+
+TEST_CASE("instance names: DNS only (no IP, no wildcard), one instance per name, within the CA's domains")
+{
+	CHECK(checkInstanceName("john.example.org", "--fqdn"));
+	for (const char* bad : { "127.0.0.1", "::1", "2001:db8::7", "[::1]", "*.example.org", "a..b", "-a.b", "a b" }) {
+		CAPTURE(bad);
+		auto r = checkInstanceName(bad, "--fqdn");
+		REQUIRE_FALSE(r);
+		CHECK(r.error().message().rfind(std::string("--fqdn '") + bad + "'", 0) == 0);
+	}
+	CHECK(checkInstanceName("127.0.0.1", "--extra-name").error().message().find("an IP address") != std::string::npos);
+	InstanceConfig a, b;
+	a.user = "alice";
+	a.fqdn = "Alice.Example.Org";
+	a.extraNames = { "alt.example.org" };
+	b.user = "bob";
+	b.fqdn = "bob.example.org";
+	std::vector<InstanceConfig> all { a, b };
+	CHECK(namesOf(a) == std::vector<std::string> { "alice.example.org", "alt.example.org" });
+	CHECK(checkNamesFree(all, "carol", { "carol.example.org" }));
+	CHECK(checkNamesFree(all, "alice", { "alice.example.org" })); // its own names
+	auto dup = checkNamesFree(all, "carol", { "c.example.org", "ALT.example.org" });
+	REQUIRE_FALSE(dup);
+	CHECK(dup.error().message() == "name 'ALT.example.org' already belongs to instance 'alice'; a name opens one "
+				       "instance only");
+	GlobalConfig g;
+	g.domain = "Example.Org";
+	g.extraDomains = { "other.test" };
+	auto d = permittedDomains(g);
+	CHECK(d == std::vector<std::string> { "example.org", "other.test" });
+	CHECK(withinDomains("example.org", d));
+	CHECK(withinDomains("A.B.Example.ORG", d));
+	CHECK(withinDomains("x.other.test", d));
+	CHECK_FALSE(withinDomains("xexample.org", d));
+	CHECK_FALSE(withinDomains("example.org.evil.test", d));
+	CHECK_FALSE(withinDomains("org", d));
+	CHECK(globalError(R"({"extraDomains": ["ok.test", "10.0.0.1"]})") == "extraDomains: '10.0.0.1' is not a DNS name");
+	CHECK(globalError(R"({"domain": "::1"})") == "domain: '::1' is not a DNS name");
 }
