@@ -159,7 +159,11 @@ class HostNetwork(unittest.TestCase):
         tn.ROOTFS = tn.net_rootfs()
         cls.s = ti.instance_sysroot("host-network", 3600, 25300, ["/bin/sh", "-c", CHECK + "exec sleep 120"],
                                     ["/bin/sh", "-c", "echo shell-up"], sysroot=InHost, rootfs=tn.ROOTFS,
-                                    network={"mode": "egress", "dns": [RESOLVER]})
+                                    network={"mode": "egress", "dns": [RESOLVER]},
+                                    # `ip netns exec` mounts a sysfs of its own: no
+                                    # /sys/fs/cgroup in there, so no limits can be
+                                    # enforced (test_limits checks them).
+                                    memoryMax="infinity", tasksMax=0)
         try:
             TOPO.build()
         except Exception:
