@@ -18,7 +18,6 @@
 #include "base/process.h"
 #include "base/sysutil.h"
 #include "base/unique_fd.h"
-#include "generation.h"
 #include "provision.h"
 #include "sandbox/mounts.h"
 
@@ -273,10 +272,11 @@ static ProcFacts procFacts(pid_t pid)
 // there; a fake server would get what the owner's client gives a server (the
 // clipboard whatever the grants say, files, the user's trust in its windows).
 // xpra is PID 2 of the container (xpra-session is exec'd there), one PID
-// namespace below a root process that recorded itself as this instance's
-// pukaipu-run in RUN_DIR/USER (root's directory: rootfs-PID, generation.h).
-// No other process of the desktop is PID 2 of that namespace while xpra lives,
-// and a namespace it makes below is one level deeper.
+// namespace below the desktop's pukaipu-run, a root process whose PID is in
+// RUN_DIR/USER/pid (RuntimePaths::desktopRecord; RUN_DIR/USER is root's, so
+// nobody else writes it). No other process of the desktop is PID 2 of that
+// namespace while xpra lives, a namespace it makes below is one level deeper,
+// and a --shell's PID 2 descends from another pukaipu-run (shell-PID.pid).
 static Result<pid_t> attachServer(int pathFd, const std::string& runUserDir)
 {
 	std::string via = "/proc/self/fd/" + std::to_string(pathFd);
@@ -290,16 +290,20 @@ static Result<pid_t> attachServer(int pathFd, const std::string& runUserDir)
 	socklen_t len = sizeof cr;
 	if (getsockopt(s.get(), SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
 		return failErrno(errno, "SO_PEERCRED");
+	pid_t launcher = -1;
+	const std::string record = runUserDir + "/pid";
+	struct stat st;
+	if (lstat(record.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == 0)
+		if (auto text = readFileLimited(record, 64))
+			launcher = pid_t(std::atoi(text->c_str()));
 	ProcFacts server = procFacts(cr.pid);
-	if (server.nsPids.size() >= 2 && server.nsPids.back() == 2) {
+	if (launcher > 1 && server.nsPids.size() >= 2 && server.nsPids.back() == 2) {
 		pid_t up = server.ppid;
 		for (int depth = 0; depth < 4 && up > 1; depth++) {
 			ProcFacts f = procFacts(up);
-			struct stat st;
-			if (f.uid == 0 && f.nsPids.size() + 1 == server.nsPids.size() &&
-			    lstat(generationRecord(runUserDir, up).c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-			    st.st_uid == 0)
-				return pid_t(cr.pid);
+			if (up == launcher)
+				if (f.uid == 0 && f.nsPids.size() + 1 == server.nsPids.size())
+					return pid_t(cr.pid);
 			up = f.ppid;
 		}
 	}
