@@ -7,6 +7,9 @@
 #include <cstdlib>
 #include <fcntl.h>
 #include <pwd.h>
+#include <sstream>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -234,6 +237,79 @@ Result<void> cmdListGrants(const Paths& p, const GlobalConfig& g, const std::str
 	return {};
 }
 
+// What /proc/PID/status says of a process: PPid, the real uid, NSpid.
+struct ProcFacts {
+	pid_t ppid = -1;
+	long uid = -1;
+	std::vector<long> nsPids; // from this /proc's namespace down to the process's own
+};
+
+static ProcFacts procFacts(pid_t pid)
+{
+	ProcFacts f;
+	auto text = readFileLimited("/proc/" + std::to_string(pid) + "/status", 64 << 10);
+	if (!text)
+		return f;
+	std::istringstream in(*text);
+	for (std::string line; std::getline(in, line);) {
+		std::istringstream l(line);
+		std::string key;
+		l >> key;
+		if (key == "PPid:")
+			l >> f.ppid;
+		else if (key == "Uid:")
+			l >> f.uid;
+		else if (key == "NSpid:")
+			for (long n; l >> n;)
+				f.nsPids.push_back(n);
+	}
+	return f;
+}
+
+// Is the server listening behind pathFd (an O_PATH fd of the attach socket)
+// this instance's xpra? The attach directory is the user's and bound into the
+// desktop, so any process of the desktop (same uid) can put its own socket
+// there; a fake server would get what the owner's client gives a server (the
+// clipboard whatever the grants say, files, the user's trust in its windows).
+// xpra is PID 2 of the container (xpra-session is exec'd there), one PID
+// namespace below the desktop's pukaipu-run, a root process whose PID is in
+// RUN_DIR/USER/pid (RuntimePaths::desktopRecord; RUN_DIR/USER is root's, so
+// nobody else writes it). No other process of the desktop is PID 2 of that
+// namespace while xpra lives, a namespace it makes below is one level deeper,
+// and a --shell's PID 2 descends from another pukaipu-run (shell-PID.pid).
+static Result<pid_t> attachServer(int pathFd, const std::string& runUserDir)
+{
+	std::string via = "/proc/self/fd/" + std::to_string(pathFd);
+	UniqueFd s(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+	sockaddr_un a {};
+	a.sun_family = AF_UNIX;
+	std::snprintf(a.sun_path, sizeof a.sun_path, "%s", via.c_str());
+	if (!s || connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0)
+		return failErrno(errno, "connect");
+	ucred cr {};
+	socklen_t len = sizeof cr;
+	if (getsockopt(s.get(), SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0)
+		return failErrno(errno, "SO_PEERCRED");
+	pid_t launcher = -1;
+	const std::string record = runUserDir + "/pid";
+	struct stat st;
+	if (lstat(record.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == 0)
+		if (auto text = readFileLimited(record, 64))
+			launcher = pid_t(std::atoi(text->c_str()));
+	ProcFacts server = procFacts(cr.pid);
+	if (launcher > 1 && server.nsPids.size() >= 2 && server.nsPids.back() == 2) {
+		pid_t up = server.ppid;
+		for (int depth = 0; depth < 4 && up > 1; depth++) {
+			ProcFacts f = procFacts(up);
+			if (up == launcher)
+				if (f.uid == 0 && f.nsPids.size() + 1 == server.nsPids.size())
+					return pid_t(cr.pid);
+			up = f.ppid;
+		}
+	}
+	return fail("its server (pid %d) is not this desktop's xpra", int(cr.pid));
+}
+
 Error execAttach(const Paths& p, const std::string& user, const std::vector<std::string>& extra)
 {
 	if (!validUserName(user))
@@ -268,10 +344,20 @@ Error execAttach(const Paths& p, const std::string& user, const std::vector<std:
 	if (access(sock.c_str(), R_OK | W_OK) < 0)
 		return makeError(errno, "attach to '%s': only %s can open that desktop", user.c_str(),
 				 user.c_str());
+	// Order (the desktop can swap the socket at any moment): (1) pin the
+	// socket's inode with an O_PATH fd, (2) check the server behind that
+	// inode, (3) give the client that same inode (/proc/self/fd/N, kept open
+	// across exec), never the path again. A swap after (1) reaches nobody.
+	int pinned = open(sock.c_str(), O_PATH | O_NOFOLLOW);
+	struct stat pst;
+	if (pinned < 0 || fstat(pinned, &pst) < 0 || !S_ISSOCK(pst.st_mode))
+		return makeError(0, "attach to '%s': '%s' is not a socket", user.c_str(), sock.c_str());
+	if (auto server = attachServer(pinned, p.runDir + "/" + user); !server)
+		return server.error().wrap("attach to '%s': not connecting to '%s'", user.c_str(), sock.c_str());
 	// The mmap file goes into the shared directory (same path inside).
 	setenv("XPRA_MMAP_DIR", dir.c_str(), 1);
-	std::vector<std::string> args = { "xpra", "attach", "socket://" + sock, "--mmap=yes", "--open-files=no",
-					   "--open-url=no" };
+	std::vector<std::string> args = { "xpra", "attach", "socket:///proc/self/fd/" + std::to_string(pinned),
+					   "--mmap=yes", "--open-files=no", "--open-url=no" };
 	args.insert(args.end(), extra.begin(), extra.end());
 	std::vector<char*> argv;
 	for (auto& a : args)

@@ -126,7 +126,11 @@ GrantEffect grantEffect(const InstanceConfig& inst, const GrantFacts& facts, con
 
 	// Local attach: the same path on both sides, so the mmap file the local
 	// client makes in it is found by xpra inside. Only where the container
-	// can make that path: in its own /run or /tmp.
+	// can make that path: in its own /run or /tmp. The desktop can write
+	// here (same uid as xpra), so it can also put its own socket here:
+	// `pukaipu attach` checks the listener before its client connects
+	// (execAttach, cmd_grants.cc). Still open (issue 13): what the desktop
+	// writes here counts against the host's /run, without a bound of its own.
 	std::string attach = attachDirFor(runDir);
 	if (startsWithDir(attach, "/run") || startsWithDir(attach, "/tmp")) {
 		e.attachDir = attach;

@@ -668,6 +668,43 @@ class DesktopGrants(Base):
         self.assertEqual(r.returncode, 1)
         self.assertIn("is not running", r.stderr)
         self.attach_with_display("dattach", attach)
+        self.fake_socket_is_not_attached_to("dattach", attach)
+
+    def fake_socket_is_not_attached_to(self, user, attach):
+        """A process of the desktop (the user's uid, in the container's PID
+        and mount namespaces) replaces the attach socket with its own server:
+        `pukaipu attach` refuses it in one line and sends it nothing (today's
+        fake would get the client's hello, then its clipboard and files)."""
+        pid, _ = self.xpra_process(type(self).procs[user][0])
+        st = os.stat(attach)  # the user's directory: the user's uid and gid (of the test's sysroot)
+        fake = ("import os, socket, sys\n"
+                f"p = {attach + '/socket'!r}\n"
+                "os.unlink(p)\n"
+                "s = socket.socket(socket.AF_UNIX); s.bind(p); s.listen(4)\n"
+                "print('listening', flush=True)\n"
+                "while True:\n"
+                "    c, _ = s.accept(); c.settimeout(5)\n"
+                "    try:\n"
+                "        d = c.recv(64)\n"
+                "    except OSError:\n"
+                "        d = b''\n"
+                "    print('got', len(d), flush=True)\n")
+        server = S.popen(["nsenter", f"--target={pid}", "--pid", "--mount", f"--setuid={st.st_uid}",
+                          f"--setgid={st.st_gid}", "--", "/usr/bin/python3", "-c", fake],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            self.assertEqual(server.stdout.readline().strip(), "listening")
+            r = S.run(["runuser", "-u", user, "--", "env", f"HOME=/home/{user}", USER_TOOL, "attach", user],
+                      timeout=60)
+            self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+            self.assertRegex(r.stderr.strip(), rf"^pukaipu: attach to '{user}': not connecting to "
+                                               rf"'{attach}/socket': its server \(pid \d+\) is not this "
+                                               r"desktop's xpra$")
+            # The check's own connection (to read SO_PEERCRED) carries no byte.
+            self.assertEqual(server.stdout.readline().strip(), "got 0")
+        finally:
+            server.kill()
+            server.wait()
 
     def attach_with_display(self, user, attach):
         """`pukaipu attach` as the owner: the local client connects, with mmap
@@ -699,7 +736,8 @@ class DesktopGrants(Base):
             with open(log, errors="replace") as f:
                 out = f.read()
             self.assertTrue(ok and "enabled fast mmap transfers" in out, f"pukaipu attach:\n{out[-3000:]}")
-            self.assertIn(f"Attached to socket://{attach}/socket", out)
+            # Through the inode `pukaipu attach` checked, never the path again.
+            self.assertRegex(out, r"Attached to socket:///proc/self/fd/\d+")
             self.assertIsNone(client.poll(), out[-3000:])
         finally:
             if client and client.poll() is None:
