@@ -81,6 +81,7 @@ class XpraControl(unittest.TestCase):
             "uidRange": [3200, 3299],
             "portRange": [24700, 24799],
             "listenAddress": "127.0.0.1",
+            "domain": "example.test",
             "apparmor": {"policy": "optional"},
             "seccompProfile": os.path.join(h.SRC, "profiles/seccomp/default.json"),
             "network": {"mode": "none"},
