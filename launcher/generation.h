@@ -60,4 +60,11 @@ struct Behind {
 [[nodiscard]] std::string swapReason(const std::string& generation, const Behind& b, int clients,
 				     uint32_t idleSeconds, uint32_t staleDays, bool requested);
 
+// pukaipu-run's exit status after such a restart (EX_TEMPFAIL): "start me
+// again, on the current generation". pukaipu@.service restarts it with
+// RestartForceExitStatus=75, whether it was started by its socket or enabled
+// on its own; a stop from outside (SIGTERM of `systemctl stop`) still exits
+// 143 and stays stopped.
+inline constexpr int kExitRestartOnCurrent = 75;
+
 } // namespace pukaipu

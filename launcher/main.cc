@@ -7,6 +7,7 @@
 //
 // Parses options, composes or loads the spec, and prints any error exactly
 // once, as one line.
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -52,6 +53,10 @@ struct DesktopWatch {
 	uint32_t idleSeconds = 0, staleDays = 7, checkSeconds = 60;
 };
 
+// Set by watchDesktop before its SIGTERM: the session ends because of a swap,
+// so pukaipu-run exits kExitRestartOnCurrent instead of 143.
+std::atomic<bool> swapRestart { false };
+
 [[noreturn]] void watchDesktop(DesktopWatch w)
 {
 	const std::string request = restartRequest(w.runUserDir);
@@ -67,6 +72,9 @@ struct DesktopWatch {
 		unlink(request.c_str());
 		std::fprintf(stderr, "pukaipu-run: %s: restarting on the current rootfs generation: %s\n", w.user.c_str(),
 			     why.c_str());
+		// The flag before the signal: the supervisor reads it only after the
+		// session it stops has ended.
+		swapRestart = true;
 		kill(getpid(), SIGTERM); // the supervisor's signalfd: the same graceful stop as systemctl stop
 		for (;;)
 			pause();
@@ -136,7 +144,8 @@ int main(int argc, char** argv)
 	}, "print the version and exit");
 	app.footer("Exit status: the payload's exit code, or 128+N if it was killed by signal N;\n"
 		   "125 if pukaipu-run failed before the payload ran; 126 if the payload could not be\n"
-		   "executed; 127 if it was not found. See pukaipu-run(8).\n\n"
+		   "executed; 127 if it was not found; 75 if a desktop stopped itself to move to the\n"
+		   "current rootfs generation (start it again). See pukaipu-run(8).\n\n"
 		   "As an OCI runtime (podman --runtime, containerd's runc shim):\n"
 		   "  pukaipu-run [--root DIR] [--log FILE] [--log-format text|json] COMMAND ...\n"
 		   "  with COMMAND create, start, state, kill, delete, run, list or features\n"
@@ -253,8 +262,8 @@ int main(int argc, char** argv)
 	// The desktop moves to a newer rootfs generation when no client is
 	// attached (generation.h, swapReason): a thread started once the payload
 	// runs (no fork or clone follows) asks the supervisor to stop the
-	// session with SIGTERM, as `systemctl stop` would; pukaipu@USER.socket
-	// then starts the next session on `current`.
+	// session with SIGTERM, as `systemctl stop` would, and pukaipu-run exits
+	// kExitRestartOnCurrent; systemd then starts the next session on `current`.
 	if (desktopWatch.active)
 		started.watch = &desktopWatch;
 	opts.onStartedCtx = &started;
@@ -277,5 +286,7 @@ int main(int argc, char** argv)
 	notifySystemd("STOPPING=1");
 	if (o.error)
 		return report(*o.error, o.status);
+	if (swapRestart)
+		return kExitRestartOnCurrent;
 	return o.status;
 }

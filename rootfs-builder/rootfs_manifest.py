@@ -8,6 +8,7 @@ import json
 import os
 import re
 import stat
+import subprocess
 
 HERE = os.path.dirname(os.path.realpath(__file__))
 MANIFEST_DIR = os.path.join(HERE, "manifests")
@@ -26,7 +27,10 @@ class ManifestError(Exception):
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 SUITE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
 COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")
-PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$")
+# Debian Policy 5.6.1: lower-case letters, digits, + - . ; at least two
+# characters, starting alphanumeric. 5.6.12, a pinned version:
+# [epoch:]upstream[-revision], upstream starting with a digit.
+PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(=([0-9]+:)?[0-9][A-Za-z0-9.+~-]*)?$")
 FPR_RE = re.compile(r"^[0-9A-F]{40}$")
 APTOPT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:_.-]*$")
 MODES = ("root", "chrootless")
@@ -128,14 +132,88 @@ def check_key(path, v):
     return key
 
 
+SOURCES_FIELDS = ("Types", "URIs", "Suites", "Components", "Architectures", "Signed-By")
+
+
+def parse_sources(path, v):
+    """A repository's "sources": one line `deb [arch=A signed-by=F] URI SUITE COMP...`
+    or a deb822 stanza (Types/URIs/Suites/Components/Architectures/Signed-By,
+    one value each except Components and Architectures). Returns the
+    repository fields and the signed-by path."""
+    want_str(path, v)
+    lines = [l for l in v.strip().splitlines() if l.strip() and not l.lstrip().startswith("#")]
+    opts = {}
+    if len(lines) == 1 and not re.match(r"^[A-Za-z-]+:\s", lines[0]):
+        m = re.match(r"^(\S+)\s+(?:\[([^]]*)\]\s+)?([^\s\[]\S*)\s+(\S+)((?:\s+\S+)*)\s*$", lines[0])
+        if not m:
+            raise ManifestError(f"{path}: '{v}' is not a sources line 'deb [options] URI SUITE COMPONENT...'")
+        kind, raw_opts, uri, suite, comps = m.groups()
+        for o in (raw_opts or "").split():
+            k, eq, val = o.partition("=")
+            if not eq or not val or k not in ("arch", "signed-by"):
+                raise ManifestError(f"{path}: option '{o}': only arch=A and signed-by=FILE are supported")
+            opts[k] = val
+        fields = {"Types": kind, "URIs": uri, "Suites": suite, "Components": comps.strip()}
+        if "arch" in opts:
+            fields["Architectures"] = opts["arch"].replace(",", " ")
+        if "signed-by" in opts:
+            fields["Signed-By"] = opts["signed-by"]
+    else:
+        fields = {}
+        for line in lines:
+            k, colon, val = line.partition(":")
+            if not colon or k not in SOURCES_FIELDS:
+                raise ManifestError(f"{path}: deb822 line '{line}': expected one of "
+                                    f"{', '.join(f + ':' for f in SOURCES_FIELDS)}")
+            if k in fields:
+                raise ManifestError(f"{path}: deb822 field {k} is given twice")
+            fields[k] = val.strip()
+        for k in ("Types", "URIs", "Suites", "Components"):
+            if not fields.get(k):
+                raise ManifestError(f"{path}: deb822 field {k} is missing")
+        for k in ("Types", "URIs", "Suites", "Signed-By"):
+            if len(fields.get(k, "").split()) > 1:
+                raise ManifestError(f"{path}: deb822 field {k}: give one value")
+    if fields["Types"] != "deb":
+        raise ManifestError(f"{path}: type '{fields['Types']}': only 'deb' (binary packages) is supported")
+    if not re.match(r"^https://[^/\s]+(/\S*)?$", fields["URIs"]):
+        raise ManifestError(f"{path}: '{fields['URIs']}' is not an https:// URL")
+    if not fields.get("Components"):
+        raise ManifestError(f"{path}: no component after the suite '{fields['Suites']}'")
+    if not fields.get("Signed-By"):
+        raise ManifestError(f"{path}: no signed-by: it must name the pinned key file (key.file)")
+    want_str(f"{path} suite", fields["Suites"], SUITE_RE, "a suite name")
+    out = {"uri": fields["URIs"], "suite": fields["Suites"],
+           "components": list_of(COMPONENT_RE, "a component")(f"{path} components", fields["Components"].split())}
+    if fields.get("Architectures"):
+        out["architectures"] = list_of(NAME_RE, "an architecture")(f"{path} architectures",
+                                                                   fields["Architectures"].split())
+    return out, fields["Signed-By"]
+
+
 def check_repository(path, v):
-    return check_object(path, v, {
-        "uri": (want_url, True),
-        "suite": (lambda p, x: want_str(p, x, SUITE_RE, "a suite name"), True),
-        "components": (list_of(COMPONENT_RE, "a component"), True),
+    r = check_object(path, v, {
+        "sources": (parse_sources, False),
+        "uri": (want_url, False),
+        "suite": (lambda p, x: want_str(p, x, SUITE_RE, "a suite name"), False),
+        "components": (list_of(COMPONENT_RE, "a component"), False),
         "architectures": (list_of(NAME_RE, "an architecture"), False),
         "key": (check_key, True),
     })
+    if "sources" in r:
+        given = [k for k in ("uri", "suite", "components", "architectures") if k in r]
+        if given:
+            raise ManifestError(f"{path}.{given[0]}: give either 'sources' or uri/suite/components, not both")
+        fields, signed_by = r.pop("sources")
+        if signed_by != r["key"].get("file"):
+            raise ManifestError(f"{path}.sources: signed-by '{signed_by}' is not the pinned key file "
+                                f"(key.file {r['key'].get('file', 'is not set')!r})".replace("'is not set'", "is not set"))
+        r.update(fields)
+    else:
+        for k in ("uri", "suite", "components"):
+            if k not in r:
+                raise ManifestError(f"{path}.{k}: missing (or give 'sources')")
+    return r
 
 
 def check_file(path, v):
@@ -262,6 +340,49 @@ class Manifest:
                 with open(r["key"]["abs"], "rb") as fh:
                     h.update(b"key\0" + hashlib.sha256(fh.read()).digest())
         return h.hexdigest()
+
+
+def primary_fingerprints(colons):
+    """The primary keys' fingerprints in gpg --with-colons output."""
+    have, record = [], None
+    for line in colons.splitlines():
+        parts = line.split(":")
+        if parts[0] == "fpr":
+            if record == "pub":  # the first fpr after a pub line is the primary key's
+                have.append(parts[9])
+            record = None
+        else:
+            record = parts[0]
+    return have
+
+
+def check_offline(man, gpg_home):
+    """What --check adds to the schema, without the network: every extra
+    repository over https://, its pinned key file an OpenPGP key (gpg
+    --show-keys, nothing imported) holding exactly the pinned fingerprints.
+    A key given by URL is fetched and checked at build time. Returns notes."""
+    notes = []
+    for i, r in enumerate(man.repositories):
+        what = f"repositories[{i}]"
+        if not r["uri"].startswith("https://"):
+            raise ManifestError(f"{what}.uri: '{r['uri']}' must be https:// (only Debian's mirror may be http)")
+        key = r["key"]
+        if "url" in key:
+            if not key["url"].startswith("https://"):
+                raise ManifestError(f"{what}.key.url: '{key['url']}' must be https://")
+            notes.append(f"{what}: key from {key['url']}, checked against its fingerprints at build time")
+            continue
+        res = subprocess.run(["gpg", "--batch", "--no-tty", "--no-autostart", "--homedir", gpg_home,
+                              "--with-colons", "--show-keys", key["abs"]],
+                             capture_output=True, text=True, errors="replace", env=dict(os.environ, LC_ALL="C"))
+        have = primary_fingerprints(res.stdout)
+        if res.returncode or not have:
+            err = (res.stderr.strip().splitlines() or ["no key in it"])[-1]
+            raise ManifestError(f"{what}.key.file: '{key['file']}' is not an OpenPGP public key ({err})")
+        if sorted(have) != sorted(key["fingerprints"]):
+            raise ManifestError(f"{what}.key.file: '{key['file']}' holds the keys {sorted(have)}, "
+                                f"not the pinned fingerprints {sorted(key['fingerprints'])}")
+    return notes
 
 
 def find_manifest(arg):

@@ -12,6 +12,7 @@
 set -uo pipefail
 
 build=${1:?usage: test_units.sh BUILD_DIR}
+src=$(cd "$(dirname "$0")/.." && pwd)
 skip() { echo "SKIP: $*"; exit 77; }
 status=0
 fail() { echo "FAIL: $*"; status=1; }
@@ -151,6 +152,16 @@ else
 fi
 expect_file "$unitdir/pukaipu-rootfs-update.timer" 'RandomizedDelaySec=6h' "the rebuild timer: a random delay"
 expect_file "$unitdir/pukaipu-rootfs-update.service" "ExecStart=$sbin/rootfs-builder --quiet default" "the rebuild service runs rootfs-builder"
+# A restart for a rootfs swap exits kExitRestartOnCurrent (generation.h):
+# systemd starts the desktop again also without its socket; a stop from
+# outside (143) stays a clean stop, and only 75 is forced.
+swap_status=$(sed -n 's/^inline constexpr int kExitRestartOnCurrent = \([0-9]*\);$/\1/p' "$src/launcher/generation.h")
+[ "$swap_status" = 75 ] || fail "launcher/generation.h: no kExitRestartOnCurrent = 75 (found '$swap_status')"
+expect_file "$unitdir/pukaipu@.service" "RestartForceExitStatus=$swap_status" "a swap restart ($swap_status) is restarted"
+expect_file "$unitdir/pukaipu@.service" 'SuccessExitStatus=143' "systemctl stop's SIGTERM (143) is a clean stop"
+expect_file "$unitdir/pukaipu@.service" 'Restart=on-failure' "a crash restarts, an idle exit does not"
+[ "$(grep -c '^RestartForceExitStatus=' "$unitdir/pukaipu@.service")" = 1 ] ||
+	fail "pukaipu@.service: more than one RestartForceExitStatus= line"
 find "$root/etc" -name 'pukaipu-rootfs-update.timer' | grep -q . && fail "the rebuild timer is enabled by meson install"
 # The front door's unit, as installed: the front dir filled in, and silent
 # under systemd-analyze verify (its programs are the host's haproxy and sh).

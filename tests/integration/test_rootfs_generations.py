@@ -384,6 +384,8 @@ class Generations(unittest.TestCase):
         self.assertIn("version=1.0", out)
         self.assertRegex(out, rf"pukaipu-run: genuser: restarting on the current rootfs generation: generation {g1} "
                               rf"is behind current \({g3}\) for 0 days \(rootfsUpdate.staleDays 0\) and no client")
+        # 75 (EX_TEMPFAIL): pukaipu@.service's RestartForceExitStatus= starts it again, socket or not.
+        self.assertEqual(p.returncode, 75, out)
         # The next start (pukaipu@USER.socket's) runs the current generation.
         p = start()
         self.assertEqual((listed()["generation"], listed()["behind"]), (g3, False))
@@ -393,6 +395,13 @@ class Generations(unittest.TestCase):
         out = p.communicate(timeout=30)[0]
         self.assertIn("version=2.0", out)
         self.assertIn("a restart was asked for (pukaipu restart --when-idle)", out)
+        self.assertEqual(p.returncode, 75, out)
+        # A stop from outside (systemctl stop's SIGTERM) is not a swap: 143, stays stopped.
+        p = start()
+        p.terminate()
+        out = p.communicate(timeout=30)[0]
+        self.assertEqual(p.returncode, 143, out)
+        self.assertNotIn("restarting on the current rootfs generation", out)
         # Nothing names g1 now: the next build collects it.
         time.sleep(1.1)
         r = self.build("--rebuild")
