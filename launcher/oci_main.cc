@@ -411,7 +411,7 @@ int cmdFeatures()
 {
 	nlohmann::json f = {
 		{ "ociVersionMin", "1.0.0" },
-		{ "ociVersionMax", "1.0.2" },
+		{ "ociVersionMax", "1.2.0" },
 		{ "hooks", nlohmann::json::array() },
 		{ "mountOptions", { "bind", "rbind", "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec",
 				    "relatime", "norelatime", "strictatime", "nostrictatime", "private", "rprivate",

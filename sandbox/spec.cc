@@ -36,6 +36,28 @@ Result<void> checkContainerPath(const std::string& p, const std::string& path)
 }
 
 
+// 1.0.N, 1.1.N or 1.2.N, optionally with a pre-release suffix ("1.0.2-dev").
+// 1.1 and 1.2 only add fields (process.scheduler, linux.timeOffsets, idmapped
+// mounts, ...); every key is checked against what pukaipu implements, so a
+// field from a newer version is refused by name, never silently ignored.
+bool ociVersionSupported(const std::string& v)
+{
+	if (v.size() < 5 || v[0] != '1' || v[1] != '.' || v[2] < '0' || v[2] > '2' || v[3] != '.')
+		return false;
+	size_t i = 4;
+	while (i < v.size() && v[i] >= '0' && v[i] <= '9')
+		i++;
+	if (i == 4 || i - 4 > 4)
+		return false;
+	if (i == v.size())
+		return true;
+	if (v[i] != '-' || i + 1 == v.size())
+		return false;
+	return std::all_of(v.begin() + i + 1, v.end(), [](char c) {
+		return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '.' || c == '-';
+	});
+}
+
 struct RlimitName {
 	const char* name;
 	int resource;
@@ -346,8 +368,8 @@ Result<Spec> parseSpec(const json& j, const std::string& bundleDir)
 	if (!j.contains("ociVersion"))
 		return fail("ociVersion: missing");
 	TRY(ver, getString(j["ociVersion"], "ociVersion"));
-	if (ver->rfind("1.0.", 0) != 0)
-		return fail("ociVersion: '%s' not supported (pukaipu reads 1.0.x)", ver->c_str());
+	if (!ociVersionSupported(*ver))
+		return fail("ociVersion: '%s' not supported (pukaipu reads 1.0.x to 1.2.x)", ver->c_str());
 	s.ociVersion = *ver;
 
 	if (!j.contains("root"))

@@ -122,8 +122,9 @@ class BadInput(unittest.TestCase):
         self.expect_error(d, "unknown namespace 'time'")
 
     def test_unsupported_oci_version(self):
-        d = self.spec_bundle("ociver", lambda s: s.__setitem__("ociVersion", "1.2.0"))
-        self.expect_error(d, "ociVersion: '1.2.0' not supported")
+        # 1.0.x to 1.2.x are read (unit: "ociVersion: 1.0.x, 1.1.x and 1.2.x ...").
+        d = self.spec_bundle("ociver", lambda s: s.__setitem__("ociVersion", "1.3.0"))
+        self.expect_error(d, "ociVersion: '1.3.0' not supported")
 
     def test_unsupported_field_is_named(self):
         d = self.spec_bundle("hooks", lambda s: s.__setitem__("hooks", {"prestart": []}))

@@ -38,6 +38,28 @@ TEST_CASE("accepts an edited `runc spec`")
 	CHECK(r->warnings[0].find("process.capabilities") == 0);
 }
 
+TEST_CASE("ociVersion: 1.0.x, 1.1.x and 1.2.x are read, other forms are refused")
+{
+	for (const char* v : { "1.0.0", "1.0.2-dev", "1.1.0", "1.2.0", "1.2.1-rc.1" }) {
+		auto j = runcSpecEdited();
+		j["ociVersion"] = v;
+		auto r = parseSpec(j, "/b");
+		INFO(v);
+		CHECK_MESSAGE(r, (r ? "" : r.error().message()));
+	}
+	for (const char* v : { "1.3.0", "1.0", "1.0.", "1.1.x", "1.0.2-", "1.0.2 ", "01.0.0", "1.0.2-dev!", "" }) {
+		auto j = runcSpecEdited();
+		j["ociVersion"] = v;
+		INFO(v);
+		CHECK(errorOf(j) == std::string("ociVersion: '") + v + "' not supported (pukaipu reads 1.0.x to 1.2.x)");
+	}
+	// A 1.1 field is still refused by name: the version adds nothing unchecked.
+	auto j = runcSpecEdited();
+	j["ociVersion"] = "1.1.0";
+	j["linux"]["timeOffsets"] = json::object();
+	CHECK(errorOf(j) == "linux.timeOffsets: field not supported by pukaipu");
+}
+
 TEST_CASE("absolute root.path is kept")
 {
 	auto j = runcSpecEdited();
