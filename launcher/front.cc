@@ -48,7 +48,12 @@ Result<pid_t> start(const Paths& p)
 	UniqueFd null(open("/dev/null", O_RDONLY | O_CLOEXEC));
 	if (!null)
 		return failErrno(errno, "open /dev/null");
-	const std::string cfg = p.frontDir + "/haproxy.cfg", pid = pidFile(p);
+	const std::string cfg = p.frontDir + "/haproxy.cfg", pid = pidFile(p), haproxy = haproxyBinary();
+	if (access(haproxy.c_str(), X_OK) < 0)
+		return fail("haproxy not found at %s: install Debian's haproxy package", haproxy.c_str());
+	// Where this start's lines begin in the log: a failure quotes them.
+	struct stat logSt;
+	const off_t logStart = fstat(log.get(), &logSt) == 0 ? logSt.st_size : 0;
 	// The master CLI: root only (mode 600), in RUN_DIR, which no sandbox sees.
 	const std::string cli = masterSocket(p) + ",mode,600";
 	pid_t child = fork();
@@ -60,10 +65,8 @@ Result<pid_t> start(const Paths& p)
 		dup2(log.get(), 1);
 		dup2(log.get(), 2);
 		const char* env[] = { "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C", nullptr };
-		for (const char* dir : { "/usr/sbin/haproxy", "/usr/local/sbin/haproxy", "/usr/bin/haproxy" }) {
-			const char* args[] = { "haproxy", "-W", "-S", cli.c_str(), "-p", pid.c_str(), "-f", cfg.c_str(), nullptr };
-			execve(dir, const_cast<char**>(args), const_cast<char**>(env));
-		}
+		const char* args[] = { "haproxy", "-W", "-S", cli.c_str(), "-p", pid.c_str(), "-f", cfg.c_str(), nullptr };
+		execve(haproxy.c_str(), const_cast<char**>(args), const_cast<char**>(env));
 		_exit(127);
 	}
 	// The master writes its pid file once the configuration is loaded and
@@ -73,9 +76,15 @@ Result<pid_t> start(const Paths& p)
 		if (master > 0)
 			return master;
 		int status;
-		if (waitpid(child, &status, WNOHANG) == child)
-			return fail("haproxy exited at start (status %d): see %s", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
-				    logFile(p).c_str());
+		if (waitpid(child, &status, WNOHANG) == child) {
+			// Its first ALERT says why (a port in use, say).
+			std::string said;
+			if (auto text = readFileLimited(logFile(p), 8 << 20); text && (size_t)logStart < text->size())
+				said = firstAlert(text->substr((size_t)logStart));
+			return fail("haproxy exited at start (status %d)%s%s (log: %s)",
+				    WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), said.empty() ? "" : ": ",
+				    said.c_str(), logFile(p).c_str());
+		}
 		struct timespec ts { 0, 50 * 1000 * 1000 };
 		nanosleep(&ts, nullptr);
 	}

@@ -65,4 +65,11 @@ namespace pukaipu::front {
 // routes by SNI to this host's front door.
 [[nodiscard]] Result<std::string> sniMap(const Paths& p, const GlobalConfig& g);
 
+// The haproxy program: PUKAIPU_HAPROXY when set (tests), else the first of
+// /usr/sbin, /usr/local/sbin, /usr/bin that exists.
+[[nodiscard]] std::string haproxyBinary();
+// The first line of haproxy's complaint in OUT, without its "[ALERT] (pid) :"
+// prefix.
+[[nodiscard]] std::string firstAlert(const std::string& out);
+
 } // namespace pukaipu::front

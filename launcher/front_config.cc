@@ -246,6 +246,9 @@ std::vector<std::string> staleFiles(const std::string& dir, const Plan& plan)
 	return stale;
 }
 
+
+} // namespace
+
 // The first line of haproxy's complaint, without its "[ALERT] (pid) :" prefix.
 std::string firstAlert(const std::string& out)
 {
@@ -270,7 +273,15 @@ std::string firstAlert(const std::string& out)
 	return line;
 }
 
-} // namespace
+std::string haproxyBinary()
+{
+	if (const char* env = std::getenv("PUKAIPU_HAPROXY"))
+		return env; // tests: another binary, or none
+	for (const char* path : { "/usr/sbin/haproxy", "/usr/local/sbin/haproxy", "/usr/bin/haproxy" })
+		if (access(path, X_OK) == 0)
+			return path;
+	return "/usr/sbin/haproxy";
+}
 
 std::string instanceName(const InstanceConfig& inst)
 {
@@ -315,9 +326,12 @@ Result<Changes> generate(const Paths& p, const GlobalConfig& g)
 		TRYV(copyFile(dir + "/default.pem", tmp + "/default.pem", 0600, {}));
 		TRYV(copyFile(dir + "/nobody-ca.crt", tmp + "/nobody-ca.crt", 0644, {}));
 		// Not -q: its first ALERT line is the error.
-		TRY(res, runProgram({ "haproxy", "-c", "-f", tmp + "/haproxy.cfg" }, true));
+		const std::string haproxy = haproxyBinary();
+		if (access(haproxy.c_str(), X_OK) < 0)
+			return fail("haproxy not found at %s: install Debian's haproxy package", haproxy.c_str());
+		TRY(res, runProgram({ haproxy, "-c", "-f", tmp + "/haproxy.cfg" }, true));
 		if (res->status == 127)
-			return fail("haproxy not found (install the haproxy package)");
+			return fail("haproxy not found at %s: install Debian's haproxy package", haproxy.c_str());
 		if (res->status != 0)
 			return fail("haproxy -c refused the new configuration, the old one stays: %s",
 				    replaceAll(firstAlert(res->output), tmp + "/", dir + "/").c_str());

@@ -442,6 +442,61 @@ class Front(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(self.front, "fc.pem")))
 
 
+class FrontBadStart(unittest.TestCase):
+    """The front door cannot start: its port is taken, or haproxy is not
+    installed. One line that says which, exit 1, no HAProxy left running."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.s = Sysroot("front-bad")
+        cls.front = os.path.join(cls.s.root, "front")
+        cls.busy = socket.create_server(("127.0.0.1", 0))
+        cls.port = cls.busy.getsockname()[1]
+        with open(cls.s.config, "w") as f:
+            json.dump({"uidRange": [3300, 3399], "portRange": [25500, 25599], "listenAddress": "127.0.0.1",
+                       "frontPort": cls.port, "domain": "front.test", "apparmor": {"policy": "optional"}}, f)
+        r = cls.tool("create", "fz")
+        assert r.returncode == 0, r.stderr
+
+    @classmethod
+    def tool(cls, *args, env=None):
+        return cls.s.run([TOOL, *args], env={"PUKAIPU_FRONT_DIR": cls.front,
+                                             "PUKAIPU_SYSTEMD_DIR": os.path.join(cls.s.root, "systemd"),
+                                             **(env or {})})
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.busy.close()
+        h.stop_haproxy(cls.s.run_dir)
+        cls.s.cleanup()
+
+    def assert_not_running(self):
+        pid_file = os.path.join(self.s.run_dir, "front.pid")
+        if os.path.exists(pid_file):
+            with open(pid_file) as f:
+                pid = int(f.read().split()[0] or 0)
+            self.assertFalse(os.path.exists(f"/proc/{pid}") and
+                             os.readlink(f"/proc/{pid}/exe").endswith("/haproxy"), "an HAProxy runs")
+
+    def test_port_in_use(self):
+        r = self.tool("front", "reload")
+        self.assertEqual(r.returncode, 1, r.stdout)
+        lines = r.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, r.stderr)
+        self.assertIn("haproxy exited at start", lines[0])
+        self.assertIn("Address already in use", lines[0])
+        self.assertIn(f"127.0.0.1:{self.port}", lines[0])
+        self.assert_not_running()
+
+    def test_haproxy_missing(self):
+        missing = os.path.join(self.s.root, "no-such-haproxy")
+        r = self.tool("front", "reload", env={"PUKAIPU_HAPROXY": missing})
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertEqual(r.stderr.strip().splitlines(),
+                         [f"pukaipu: haproxy not found at {missing}: install Debian's haproxy package"])
+        self.assert_not_running()
+
+
 if __name__ == "__main__":
     if not shutil.which("haproxy"):
         print("SKIP: no haproxy (apt-get install haproxy)")
