@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <filesystem>
+#include <dirent.h>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -224,13 +224,15 @@ int cmdCreate(const Global& g, const CreateArgs& a, bool startToo)
 	if (!start)
 		return undo(makeError(ESRCH, "container '%s' exited while it was created", a.id.c_str()));
 	rec.pidStart = *start;
+	// The init is still our unreaped child here, so its pid cannot have
+	// been reused: kill() by pid is safe.
 	if (auto r = store.write(rec); !r) {
-		(void)syscall(SYS_kill, rec.pid, SIGKILL);
+		kill(rec.pid, SIGKILL);
 		return undo(r.error());
 	}
 	if (!a.pidFile.empty()) {
 		if (auto r = writeFileAtomic(a.pidFile, std::to_string(rec.pid), 0644); !r) {
-			(void)syscall(SYS_kill, rec.pid, SIGKILL);
+			kill(rec.pid, SIGKILL);
 			return undo(r.error().wrap("--pid-file"));
 		}
 	}
@@ -279,7 +281,7 @@ int cmdRunForeground(const Global& g, const CreateArgs& a)
 	Outcome o = run(*prepared, opts);
 	(void)store.remove(a.id);
 	if (o.error)
-		return report(g, o.error->message()), o.status;
+		report(g, o.error->message());
 	return o.status;
 }
 
@@ -299,16 +301,18 @@ Result<void> signalAll(const Record& rec, int sig)
 	struct stat initNs;
 	if (stat(("/proc/" + std::to_string(rec.pid) + "/ns/pid").c_str(), &initNs) < 0)
 		return failErrno(errno, "container '%s'", rec.id.c_str());
-	TRY(pids, [] () -> Result<std::vector<pid_t>> {
-		std::vector<pid_t> out;
-		for (const auto& e : std::filesystem::directory_iterator("/proc")) {
-			const std::string n = e.path().filename();
-			if (!n.empty() && std::all_of(n.begin(), n.end(), ::isdigit))
-				out.push_back((pid_t)std::stol(n));
-		}
-		return out;
-	}());
-	for (pid_t p : *pids) {
+	// /proc read without exceptions (a directory_iterator throws on error).
+	DIR* proc = opendir("/proc");
+	if (!proc)
+		return failErrno(errno, "open /proc");
+	std::vector<pid_t> pids;
+	while (auto* e = readdir(proc)) {
+		const std::string n = e->d_name;
+		if (!n.empty() && std::all_of(n.begin(), n.end(), ::isdigit))
+			pids.push_back((pid_t)std::stol(n));
+	}
+	closedir(proc);
+	for (pid_t p : pids) {
 		UniqueFd fd((int)syscall(SYS_pidfd_open, p, 0));
 		struct stat ns;
 		if (!fd || stat(("/proc/" + std::to_string(p) + "/ns/pid").c_str(), &ns) < 0)
